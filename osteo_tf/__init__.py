@@ -1,0 +1,35 @@
+"""osteo_tf: osteoporosis screening CNNs from hip and dental radiographs (Keras 3 / TensorFlow).
+
+The public entry points are imported lazily, so ``import osteo_tf`` (and ``osteo --help``)
+does not pay for importing TensorFlow::
+
+    import osteo_tf
+    run = osteo_tf.train("cohort.csv", "runs/x", backbone="efficientnet_b0", mode="ensemble")
+    metrics = osteo_tf.evaluate("runs/x")
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "train": "osteo_tf.training.train",
+    "TrainConfig": "osteo_tf.training.config",
+    "evaluate": "osteo_tf.evaluation.evaluate",
+    "binary_metrics": "osteo_tf.evaluation.metrics",
+    "build_model": "osteo_tf.models",
+    "read_manifest": "osteo_tf.data.manifest",
+    "make_cohort": "osteo_tf.data.synthetic",
+    "run_demo": "osteo_tf.demo",
+    "OsteoInputError": "osteo_tf.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'osteo_tf' has no attribute {name!r}")

@@ -1,0 +1,63 @@
+"""Scores a finished run: its held-out test split, or an external cohort.
+
+The model, the split and the covariate encoder all come from the run folder — nothing is
+refitted — so ``evaluate`` reproduces the numbers ``train`` wrote, and an external cohort
+(another hospital's manifest) is encoded with the training cohort's statistics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from osteo_tf.data.covariates import CovariateEncoder
+from osteo_tf.data.manifest import ManifestConfig
+from osteo_tf.data.splits import splits_from_table
+from osteo_tf.evaluation.metrics import binary_metrics
+from osteo_tf.io import read_json, write_csv, write_json
+from osteo_tf.models import uses_covariates
+from osteo_tf.training.config import TrainConfig
+from osteo_tf.training.run_dir import RunDir
+from osteo_tf.training.train import load_cohort, predict_rows
+
+
+def load_run(path: str | Path) -> tuple[RunDir, TrainConfig, dict, keras.Model]:
+    """A complete run's folder, training config, saved settings and model (safe_mode load)."""
+    run = RunDir(path).require_complete()
+    settings = run.read_config()
+    config = TrainConfig.from_dict(settings["train"])
+    model = keras.models.load_model(run.model, safe_mode=True)
+    return run, config, settings, model
+
+
+def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "test") -> dict:
+    """Metrics of a finished run.
+
+    Without ``manifest``: the run's own ``split`` rows (default the held-out test split).
+    With ``manifest``: every row of that (external) cohort. Writes
+    ``evaluation_<name>.json`` and ``evaluation_<name>_predictions.csv`` in the run folder
+    and returns the metrics dict of :func:`binary_metrics`.
+    """
+    run_dir, config, settings, model = load_run(run)
+    manifest_config = ManifestConfig(**settings["manifest_config"]) if settings.get("manifest_config") else None
+    source = manifest or settings["manifest"]
+    cohort = load_cohort(source, config, manifest_config)
+    if manifest is None:
+        rows = cohort.iloc[splits_from_table(cohort, pd.read_csv(run_dir.splits))[split]]
+        name = split
+    else:
+        rows, name = cohort, f"external_{Path(manifest).stem}"
+    encoded = None
+    if uses_covariates(config.mode):
+        encoder = CovariateEncoder.from_dict(read_json(run_dir.encoder))
+        encoded = encoder.transform(rows)
+    probability = predict_rows(model, rows, encoded, config)
+    metrics = binary_metrics(rows["label"].to_numpy(), probability, config.threshold)
+    write_json(run_dir.path / f"evaluation_{name}.json", {"source": str(Path(source).resolve()), "rows": name, **metrics})
+    write_csv(run_dir.path / f"evaluation_{name}_predictions.csv", pd.DataFrame({
+        "image": rows["image"].to_numpy(), "label": rows["label"].to_numpy(), "probability": np.round(probability, 6),
+    }))
+    return metrics

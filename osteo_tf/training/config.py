@@ -1,0 +1,80 @@
+"""Training options in one place, with the papers' defaults, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from osteo_tf.errors import OsteoInputError
+from osteo_tf.models import MODES, get_backbone_spec
+
+COVARIATE_SETS = {
+    "hip": ("age", "bmi", "sex", "hip_fracture_history"),  # Yamamoto 2020: 1×6 vector
+    "dental": ("age", "bmi", "sex"),  # Sukegawa 2022: 1×4 vector
+}
+
+
+@dataclass
+class TrainConfig:
+    """One fit's settings.
+
+    image_size: pixels (square); None → the backbone's paper size. learning_rate: None →
+    the papers' rate for the backbone family (0.01 EfficientNet, 0.001 ResNet/GoogLeNet).
+    covariates: column names, or "hip"/"dental" for the papers' sets, or "auto" (hip set
+    when the manifest has hip_fracture_history, else the dental set). split: train:val:test
+    ratios of the random split. weights: "none", "imagenet" or a .weights.h5 path.
+    """
+
+    backbone: str = "efficientnet_b0"
+    mode: str = "ensemble"
+    image_size: int | None = None
+    weights: str = "none"
+    covariates: str | tuple[str, ...] = "auto"
+    epochs: int = 100
+    patience: int = 20
+    batch_size: int = 16
+    learning_rate: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    split: tuple[float, float, float] = (8.0, 1.0, 1.0)
+    seed: int = 0
+    threshold: float = 0.5
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        spec = get_backbone_spec(self.backbone)  # raises for an unknown name
+        if self.mode not in MODES:
+            raise OsteoInputError(f"unknown mode '{self.mode}'; choose one of: {', '.join(MODES)}")
+        self.image_size = int(self.image_size or spec.image_size)
+        self.learning_rate = float(self.learning_rate if self.learning_rate is not None else spec.learning_rate)
+        self.split = tuple(float(v) for v in self.split)
+        if isinstance(self.covariates, list):
+            self.covariates = tuple(self.covariates)
+        checks = {
+            "image_size": self.image_size >= 32, "epochs": self.epochs >= 1, "patience": self.patience >= 1,
+            "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
+            "threshold": 0.0 < self.threshold < 1.0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise OsteoInputError(f"invalid training option {name}={getattr(self, name)!r}")
+
+    def covariate_columns(self, available: list[str]) -> tuple[str, ...]:
+        """Resolves the covariate set against the manifest's columns."""
+        if isinstance(self.covariates, str):
+            if self.covariates == "auto":
+                return COVARIATE_SETS["hip" if "hip_fracture_history" in available else "dental"]
+            if self.covariates in COVARIATE_SETS:
+                return COVARIATE_SETS[self.covariates]
+            return tuple(c.strip() for c in self.covariates.split(",") if c.strip())
+        return tuple(self.covariates)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise OsteoInputError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)

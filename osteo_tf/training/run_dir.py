@@ -1,0 +1,67 @@
+"""The run folder: what one fit leaves behind, and the rule for when it is complete.
+
+Layout (every file written under a temporary name and renamed)::
+
+    run/
+      config.json              training options, manifest path and settings, versions
+      splits.csv               image, patient_id, label, split (train/val/test)
+      covariate_encoder.json   encoding statistics fitted on the training rows
+      history.csv              one row per epoch (loss, auc, val_loss, val_auc, …)
+      checkpoints/best.keras   best model so far (by validation loss)
+      backup/                  Keras BackupAndRestore state: a killed fit resumes here
+      tensorboard/             TensorBoard logs
+      model.keras              final model (best epoch's weights)
+      predictions.csv          validation and test predictions (probability per image)
+      metrics.json             binary_metrics on validation and test
+      roc.png                  test ROC curve
+      COMPLETE                 written last: a run without it is not finished
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from osteo_tf.errors import OsteoInputError
+from osteo_tf.io import read_json
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run folder."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    config = property(lambda self: self.path / "config.json")
+    splits = property(lambda self: self.path / "splits.csv")
+    encoder = property(lambda self: self.path / "covariate_encoder.json")
+    history = property(lambda self: self.path / "history.csv")
+    checkpoint = property(lambda self: self.path / "checkpoints" / "best.keras")
+    backup = property(lambda self: self.path / "backup")
+    tensorboard = property(lambda self: self.path / "tensorboard")
+    model = property(lambda self: self.path / "model.keras")
+    predictions = property(lambda self: self.path / "predictions.csv")
+    metrics = property(lambda self: self.path / "metrics.json")
+    roc = property(lambda self: self.path / "roc.png")
+    complete_marker = property(lambda self: self.path / "COMPLETE")
+
+    @property
+    def is_complete(self) -> bool:
+        return self.complete_marker.is_file()
+
+    def read_config(self) -> dict:
+        return read_json(self.config)
+
+    def require_complete(self) -> "RunDir":
+        """Raises a clear error unless the run finished (its COMPLETE marker exists)."""
+        if not self.path.is_dir():
+            raise OsteoInputError(f"run folder {self.path} does not exist")
+        if not self.is_complete:
+            raise OsteoInputError(
+                f"run {self.path} is not complete (no COMPLETE marker): training was interrupted or "
+                "is still running; rerun the same `osteo train` command to resume it"
+            )
+        return self

@@ -1,0 +1,201 @@
+"""One fit, end to end: manifest → split → covariate encoding → tf.data → model → run folder.
+
+``train(manifest, out, backbone=..., mode=...)`` is what ``osteo train`` calls and what a
+user's own script calls. The fit uses the papers' optimiser (SGD, momentum 0.9, weight
+decay 0, the backbone family's learning rate), early stopping on validation loss with
+patience 20 restoring the best weights, a best-model checkpoint, a history CSV and
+TensorBoard logs, under ``MirroredStrategy`` when more than one GPU is visible. A killed
+fit resumes from its last finished epoch when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from osteo_tf.data.covariates import CovariateEncoder
+from osteo_tf.data.manifest import ManifestConfig, read_manifest
+from osteo_tf.data.pipeline import make_dataset
+from osteo_tf.data.splits import random_split, splits_table
+from osteo_tf.errors import OsteoInputError
+from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
+from osteo_tf.io import atomic_path, write_csv, write_json
+from osteo_tf.models import build_model, get_backbone_spec, uses_covariates, uses_images
+from osteo_tf.training.config import COVARIATE_SETS, TrainConfig
+from osteo_tf.training.run_dir import RunDir
+
+CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
+
+
+def log(message: str) -> None:
+    print(f"[osteo] {message}", flush=True)
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def load_cohort(manifest: str | Path, config: TrainConfig, manifest_config: ManifestConfig | None = None) -> pd.DataFrame:
+    """Reads and validates the manifest, requiring the canonical covariates the model uses.
+
+    With covariates "auto", age, sex and BMI are required and the fracture history is used
+    when the manifest has it.
+    """
+    required: tuple[str, ...] = ()
+    if uses_covariates(config.mode):
+        wanted = COVARIATE_SETS["dental"] if config.covariates == "auto" else config.covariate_columns([])
+        required = tuple(c for c in wanted if c in CANONICAL_COVARIATES)
+    return read_manifest(manifest, dataclasses.replace(manifest_config or ManifestConfig(), required=required))
+
+
+def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
+    """Creates the run folder, or checks that an unfinished one was started with the same settings."""
+    if run.is_complete and not force:
+        raise OsteoInputError(f"run {run.path} is already complete; choose another --out, or pass --force to retrain it")
+    if run.config.is_file() and not force:
+        previous = run.read_config()
+        if previous.get("train") != settings["train"] or previous.get("manifest") != settings["manifest"]:
+            raise OsteoInputError(
+                f"{run.path} holds an unfinished run with different settings; choose another --out "
+                "or pass --force to discard it"
+            )
+        log(f"resuming the unfinished run in {run.path}")
+    if force and run.path.exists():
+        import shutil
+
+        shutil.rmtree(run.path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_json(run.config, settings)
+
+
+def callbacks(run: RunDir, config: TrainConfig) -> list[keras.callbacks.Callback]:
+    run.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=1),
+        keras.callbacks.ModelCheckpoint(str(run.checkpoint), monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(str(run.history), append=True),
+        keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False, profile_batch=0),
+    ]
+
+
+def compile_model(model: keras.Model, config: TrainConfig) -> keras.Model:
+    optimizer = keras.optimizers.SGD(
+        learning_rate=config.learning_rate, momentum=config.momentum,
+        weight_decay=config.weight_decay or None,
+    )
+    # XLA on CPU retraces for tf.data's dynamic batch size and runs ~40 % slower here;
+    # the speed options (mixed precision, --jit on GPU) are a later issue.
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", jit_compile=False,
+                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+    return model
+
+
+def predict_rows(model: keras.Model, cohort: pd.DataFrame, covariates: np.ndarray | None, config: TrainConfig) -> np.ndarray:
+    """Probabilities (rows,) for the given rows, in row order, without augmentation."""
+    spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
+    dataset = make_dataset(cohort, covariates, spec, config.image_size, config.batch_size, training=False)
+    return model.predict(dataset, verbose=0).reshape(-1).astype(np.float64)
+
+
+def score_splits(model, cohort, encoded, splits, config, run: RunDir) -> dict:
+    """Predicts val and test, writes predictions.csv, metrics.json and roc.png; returns metrics."""
+    tables, metrics = [], {}
+    for name in ("val", "test"):
+        rows = cohort.iloc[splits[name]]
+        probability = predict_rows(model, rows, None if encoded is None else encoded[splits[name]], config)
+        metrics[name] = binary_metrics(rows["label"].to_numpy(), probability, config.threshold)
+        tables.append(pd.DataFrame({
+            "image": rows["image"].to_numpy(), "patient_id": rows["patient_id"].to_numpy(),
+            "label": rows["label"].to_numpy(), "probability": probability, "split": name,
+        }))
+    predictions = pd.concat(tables, ignore_index=True)
+    write_csv(run.predictions, predictions)
+    write_json(run.metrics, metrics)
+    test = predictions[predictions["split"] == "test"]
+    plot_roc({config.mode: (test["label"], test["probability"])}, run.roc, title=f"{config.backbone} {config.mode} — test")
+    return metrics
+
+
+def train(
+    manifest: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    manifest_config: ManifestConfig | None = None,
+    force: bool = False,
+    verbose: int | str = "auto",
+    cohort: pd.DataFrame | None = None,
+    **options,
+) -> RunDir:
+    """Trains one model on ``manifest`` and writes a complete run folder at ``out``.
+
+    ``options`` are TrainConfig fields (backbone, mode, image_size, epochs, …) used when
+    ``config`` is None. ``cohort`` may pass an already validated table of the same manifest
+    (the demo reads it once for several models). Returns the run folder.
+    """
+    config = config or TrainConfig(**options)
+    run = RunDir(out)
+    started = time.time()
+    if cohort is None:
+        log(f"reading manifest {manifest}")
+        cohort = load_cohort(manifest, config, manifest_config)
+    covariate_columns = config.covariate_columns(list(cohort.columns)) if uses_covariates(config.mode) else ()
+    settings = {
+        "train": config.to_dict(), "manifest": str(Path(manifest).resolve()),
+        "manifest_config": None if manifest_config is None else dataclasses.asdict(manifest_config),
+        "covariate_columns": list(covariate_columns), "versions": versions(),
+    }
+    prepare_run(run, settings, force)
+    keras.utils.set_random_seed(config.seed)
+
+    splits = random_split(cohort, config.split, config.seed)
+    write_csv(run.splits, splits_table(cohort, splits))
+    counts = {name: f"{len(rows)} ({int(cohort['label'].iloc[rows].sum())} osteoporosis)" for name, rows in splits.items()}
+    log(f"{len(cohort)} images, split train/val/test: {counts['train']} / {counts['val']} / {counts['test']}")
+
+    encoded = None
+    if uses_covariates(config.mode):
+        encoder = CovariateEncoder.for_columns(covariate_columns, cohort).fit(cohort.iloc[splits["train"]])
+        write_json(run.encoder, encoder.to_dict())
+        encoded = encoder.transform(cohort)
+        log(f"covariates {list(covariate_columns)} → {encoder.dim}-vector {encoder.feature_names}")
+
+    spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
+    datasets = {
+        name: make_dataset(cohort.iloc[rows], None if encoded is None else encoded[rows], spec,
+                           config.image_size, config.batch_size, training=(name == "train"), seed=config.seed)
+        for name, rows in splits.items() if name != "test"
+    }
+    strategy = distribution_strategy()
+    with strategy.scope():
+        model = build_model(config.backbone, config.mode, config.image_size,
+                            0 if encoded is None else encoded.shape[1], config.weights)
+        compile_model(model, config)
+    log(f"training {model.name} ({model.count_params():,} parameters) at {config.image_size} px, "
+        f"lr {config.learning_rate}, up to {config.epochs} epochs on {strategy.num_replicas_in_sync} replica(s)")
+    model.fit(datasets["train"], validation_data=datasets["val"], epochs=config.epochs,
+              callbacks=callbacks(run, config), verbose=verbose)
+
+    with atomic_path(run.model) as temporary:
+        model.save(temporary)
+    metrics = score_splits(model, cohort, encoded, splits, config, run)
+    write_json(run.complete_marker, {"seconds": round(time.time() - started, 1), "test_auc": metrics["test"]["auc"]})
+    log(f"run complete: {run.path} (test AUC {metrics['test']['auc']:.3f})")
+    return run
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
