@@ -99,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, help="max epochs (default 30)")
     demo.add_argument("--seed", type=int, help="seed (default 0)")
     demo.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress: 1 bars, 2 a line per epoch")
-    demo.set_defaults(run=cmd_demo)
+    demo.set_defaults(handler=cmd_demo)
 
     train = commands.add_parser("train", help="train one model on a manifest")
     train.add_argument("--manifest", required=True, help="cohort CSV (see README: data contract)")
@@ -118,13 +118,13 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--manifest-config", help="YAML with column names / sex codes (see README)")
     train.add_argument("--force", action="store_true", help="discard an existing run folder")
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
-    train.set_defaults(run=cmd_train)
+    train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="score a finished run on its test split or an external cohort")
     evaluate.add_argument("--run", required=True, help="run folder written by osteo train")
     evaluate.add_argument("--manifest", help="external cohort CSV to score instead of the run's test split")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.set_defaults(run=cmd_evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     data = commands.add_parser("data", help="cohort utilities").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write a synthetic phantom cohort (PNG images, masks, manifest.csv)")
@@ -133,18 +133,18 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--image-size", type=int, default=128)
-    synth.set_defaults(run=cmd_synth)
+    synth.set_defaults(handler=cmd_synth)
     check = data.add_parser("check", help="validate a manifest and its images")
     check.add_argument("manifest")
     check.add_argument("--manifest-config", help="YAML with column names / sex codes")
-    check.set_defaults(run=cmd_check)
+    check.set_defaults(handler=cmd_check)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.run(args)
+        args.handler(args)
     except OsteoInputError as error:
         print(f"osteo: error: {error}", file=sys.stderr)
         return 2

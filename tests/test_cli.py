@@ -52,3 +52,20 @@ def test_demo_small_writes_summary(tmp_path):
         assert set(metrics) == {"accuracy", "precision", "recall", "specificity", "npv", "f1", "auc"}
     assert "stage 1/4" in result.stdout and "roc.png" in result.stdout
     assert (tmp_path / "demo" / "roc.png").is_file()
+
+
+def test_train_and_evaluate_with_renamed_columns(tmp_path):
+    import pandas as pd
+
+    from osteo_tf.data.synthetic import make_cohort
+
+    manifest = make_cohort("dental", 60, tmp_path / "c", seed=2, image_size=32)
+    renamed = pd.read_csv(manifest).rename(columns={"age": "Age", "sex": "gender"})
+    renamed["gender"] = renamed["gender"].map({"F": "0", "M": "1"})
+    renamed.to_csv(tmp_path / "c" / "renamed.csv", index=False)
+    (tmp_path / "cols.yaml").write_text('columns: {age: Age, sex: gender}\nsex_codes: {"0": F, "1": M}\n')
+    run = tmp_path / "run"
+    assert main(["train", "--manifest", str(tmp_path / "c" / "renamed.csv"), "--manifest-config", str(tmp_path / "cols.yaml"),
+                 "--out", str(run), "--mode", "covariates_only", "--epochs", "2", "--verbose", "0"]) == 0
+    assert json.loads((run / "covariate_encoder.json").read_text())["categories"]["sex"] == ["F", "M"]
+    assert main(["evaluate", "--run", str(run)]) == 0

@@ -188,6 +188,14 @@ class ManifestConfig:
                 f"manifest config: t_score_threshold must be a number (e.g. -2.5), got {t!r}"
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form that :meth:`from_dict` reads back (saved in a run's config)."""
+        return {
+            "columns": self.columns.as_dict(), "sex_codes": dict(self.sex_codes),
+            "required": list(self.required), "check_images": self.check_images,
+            "t_score_threshold": self.t_score_threshold,
+        }
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ManifestConfig:
         """Build from a YAML-style mapping ``{"columns": {...}, "sex_codes": {...}, ...}``.

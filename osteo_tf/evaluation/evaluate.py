@@ -42,7 +42,7 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
     and returns the metrics dict of :func:`binary_metrics`.
     """
     run_dir, config, settings, model = load_run(run)
-    manifest_config = ManifestConfig(**settings["manifest_config"]) if settings.get("manifest_config") else None
+    manifest_config = ManifestConfig.from_dict(settings.get("manifest_config"))
     source = manifest or settings["manifest"]
     cohort = load_cohort(source, config, manifest_config)
     if manifest is None:

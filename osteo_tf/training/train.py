@@ -152,7 +152,7 @@ def train(
     covariate_columns = config.covariate_columns(list(cohort.columns)) if uses_covariates(config.mode) else ()
     settings = {
         "train": config.to_dict(), "manifest": str(Path(manifest).resolve()),
-        "manifest_config": None if manifest_config is None else dataclasses.asdict(manifest_config),
+        "manifest_config": None if manifest_config is None else manifest_config.to_dict(),
         "covariate_columns": list(covariate_columns), "versions": versions(),
     }
     prepare_run(run, settings, force)

@@ -264,9 +264,9 @@ def test_image_beats_covariates_and_combination_beats_image(calibration_cohorts,
     auc_cov = _cv_auc(covariates, labels)
     auc_img = _cv_auc(image, labels)
     auc_both = _cv_auc(np.column_stack([image, covariates]), labels)
-    assert 0.88 <= auc_img <= 0.93, auc_img  # informative, but not a perfect classifier
+    assert 0.84 <= auc_img <= 0.90, auc_img  # informative, but not a perfect classifier
     assert auc_img > auc_cov + 0.05, (auc_img, auc_cov)
-    assert auc_both > auc_img + 0.01, (auc_both, auc_img)
+    assert auc_both > auc_img + 0.02, (auc_both, auc_img)
 
 
 def test_generating_2000_images_at_64px_is_fast(calibration_cohorts):
