@@ -70,6 +70,30 @@ def cmd_check(args: argparse.Namespace) -> None:
           f"{positives} osteoporosis / {len(cohort) - positives} non-osteoporosis")
 
 
+def cmd_backbones(args: argparse.Namespace) -> None:
+    _quiet_tensorflow()
+    from osteo_tf.models.backbones import registry_table
+
+    rows = registry_table()
+    header = ("name", "params", "backbone", "size", "LR", "feature layer", "ImageNet weights (first = default)")
+    table = [header] + [(r["name"], f"{r['params']:,}", f"{r['backbone_params']:,}", str(r["size"]), f"{r['lr']:g}",
+                         r["feature_layer"], r["weights"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    print("params: trainable, with torchvision's 1000-class head; backbone: without it. "
+          "--weights imagenet:SOURCE picks another source.")
+
+
+def cmd_weights_convert(args: argparse.Namespace) -> None:
+    _quiet_tensorflow()
+    from osteo_tf.models.convert import convert_torchvision
+
+    report = convert_torchvision(args.arch, args.checkpoint, args.out)
+    print(report.summary())
+    print(f"use it with: --backbone {args.arch} --weights {args.out}")
+
+
 def _manifest_config(args: argparse.Namespace):
     from osteo_tf.data.manifest import ManifestConfig
 
@@ -93,10 +117,10 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train image-only, ensemble and covariate-only models on a phantom cohort")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--n", type=int, help="phantom subjects (default 900)")
-    demo.add_argument("--image-size", type=int, help="pixels (default 96)")
+    demo.add_argument("--n", type=int, help="phantom subjects (default 1200)")
+    demo.add_argument("--image-size", type=int, help="pixels (default 48)")
     demo.add_argument("--backbone", help="backbone (default resnet18)")
-    demo.add_argument("--epochs", type=int, help="max epochs (default 30)")
+    demo.add_argument("--epochs", type=int, help="max epochs (default 40)")
     demo.add_argument("--seed", type=int, help="seed (default 0)")
     demo.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress: 1 bars, 2 a line per epoch")
     demo.set_defaults(handler=cmd_demo)
@@ -138,6 +162,17 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("manifest")
     check.add_argument("--manifest-config", help="YAML with column names / sex codes")
     check.set_defaults(handler=cmd_check)
+
+    backbones = commands.add_parser("backbones", help="list the backbone registry (sizes, learning rates, weights)")
+    backbones.set_defaults(handler=cmd_backbones)
+    weights = commands.add_parser("weights", help="backbone weight files").add_subparsers(dest="weights_command", required=True)
+    convert = weights.add_parser("convert", help="convert a torchvision state_dict (.pth) to a Keras .weights.h5 (needs torch)")
+    convert.add_argument("--arch", required=True, choices=("googlenet", "resnet18", "resnet34", "resnet50", "resnet152"))
+    convert.add_argument("--from", dest="source_format", default="torchvision", choices=("torchvision",),
+                         help="checkpoint format (default torchvision)")
+    convert.add_argument("checkpoint", help="FILE.pth holding the state_dict")
+    convert.add_argument("--out", required=True, help="FILE.weights.h5 to write")
+    convert.set_defaults(handler=cmd_weights_convert)
     return root
 
 
