@@ -36,7 +36,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     options = {k: getattr(args, k) for k in (
         "backbone", "mode", "image_size", "weights", "covariates", "epochs", "patience", "batch_size",
-        "learning_rate", "seed", "threshold") if getattr(args, k) is not None}
+        "learning_rate", "seed", "threshold", "intensity", "impute") if getattr(args, k) is not None}
+    options.update(allow_exclusions=args.allow_exclusions, deterministic=args.deterministic)
     manifest_config = _manifest_config(args)
     train(args.manifest, args.out, TrainConfig(**options), manifest_config=manifest_config, force=args.force, verbose=args.verbose)
 
@@ -54,6 +55,49 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"  confusion    tp={metrics['tp']} fp={metrics['fp']} tn={metrics['tn']} fn={metrics['fn']}")
 
 
+def cmd_experiment(args: argparse.Namespace) -> None:
+    _quiet_tensorflow()
+    from osteo_tf.experiments.config import load_experiment
+    from osteo_tf.experiments.runner import parse_shard, run_experiment
+
+    shard = parse_shard(args.shard)
+    config = load_experiment(args.config, manifest=args.manifest)
+    records = run_experiment(config, args.out, shard=shard, dry_run=args.dry_run, force=args.force, verbose=args.verbose)
+    if not args.dry_run:
+        print(f"{len(records)} fit(s) of this shard recorded in {Path(args.out) / 'results'}")
+
+
+def cmd_cohort(args: argparse.Namespace) -> None:
+    from osteo_tf.evaluation.cohort import write_cohort_table
+
+    text, paths = write_cohort_table(args.manifest, args.out, _manifest_config(args))
+    print(text, end="")
+    print(f"wrote {paths['markdown']} and {paths['csv']}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    if args.external:
+        _quiet_tensorflow()
+    from osteo_tf.evaluation.report import make_report
+
+    path = make_report(args.dir, external=args.external, paired=args.paired)
+    print(path.read_text().split("## Mean, SD")[0].rstrip())
+    print(f"\nwrote {path.parent}/ (report.md, tables as .md and .csv, figures/)")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    _quiet_tensorflow()
+    from osteo_tf.explain.run import explain_run
+
+    table = explain_run(args.run, images=args.images, manifest=args.manifest, limit=args.limit, out=args.out,
+                        method=args.method, target=args.target, layer=args.layer)
+    out = Path(args.out) if args.out else Path(args.run) / "explain"
+    for row in table.itertuples():
+        label = "" if row.label != row.label else f" (true label {int(row.label)})"
+        print(f"{row.image}: p(osteoporosis) = {row.probability:.3f}{label} → {out / row.figure}")
+    print(f"grid: {out / 'grid.png'}; table: {out / 'explain.csv'}")
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from osteo_tf.data.synthetic import make_cohort
 
@@ -62,12 +106,33 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    from osteo_tf.data.manifest import read_manifest
+    import dataclasses
 
-    cohort = read_manifest(args.manifest, _manifest_config(args))
+    from osteo_tf.data.manifest import ManifestConfig, check_manifest
+
+    config = _manifest_config(args) or ManifestConfig()
+    check = check_manifest(args.manifest, dataclasses.replace(config, allow_missing=args.impute != "none"))
+    for row in check.exclusions.itertuples(index=False):
+        where = f"line {row.line}" + (f" ({row.image})" if row.image else "")
+        print(f"excluded {where}: {row.reason} — {row.detail}")
+    target = Path(args.exclusions) if args.exclusions else check.path.with_name(f"{check.path.stem}_exclusions.csv")
+    try:
+        written = check.write(target)
+    except OSError as error:
+        raise OsteoInputError(f"cannot write the exclusion list to {target} ({error}); choose a file with --exclusions") from None
+    print(check.summary())
+    cohort = check.cohort
     positives = int(cohort["label"].sum())
     print(f"{args.manifest}: {len(cohort)} valid rows, {cohort['patient_id'].nunique()} patients, "
           f"{positives} osteoporosis / {len(cohort) - positives} non-osteoporosis")
+    print(f"exclusions written to {written} ({check.n_excluded} rows)")
+    if check.n_excluded and not args.allow_exclusions:
+        raise OsteoInputError(
+            f"{check.n_excluded} of the {check.n_rows} rows of {args.manifest} are invalid (listed above and in "
+            f"{written}):\n{check.message}"
+            + ("" if "--allow-exclusions" in check.message else "\nOr pass --allow-exclusions to leave those rows out.")
+        )
+    check.require_rows()
 
 
 def cmd_backbones(args: argparse.Namespace) -> None:
@@ -92,6 +157,42 @@ def cmd_weights_convert(args: argparse.Namespace) -> None:
     report = convert_torchvision(args.arch, args.checkpoint, args.out)
     print(report.summary())
     print(f"use it with: --backbone {args.arch} --weights {args.out}")
+
+
+def cmd_threshold(args: argparse.Namespace) -> None:
+    from osteo_tf.evaluation.metrics import METRIC_NAMES
+    from osteo_tf.evaluation.threshold import select_threshold
+
+    record = select_threshold(args.run, args.target)
+    print(f"{args.run}: threshold {record['threshold']:.6g} ({record['target']}, chosen on the validation split; "
+          f"recorded in threshold.json)")
+    for split in ("val", "test"):
+        metrics = record[split]
+        if metrics:
+            print(f"  {split:5} " + "  ".join(f"{name} {metrics[name]:.4f}" for name in METRIC_NAMES)
+                  + f"  (n={metrics['n']}, tp={metrics['tp']} fp={metrics['fp']} tn={metrics['tn']} fn={metrics['fn']})")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    _quiet_tensorflow()
+    from osteo_tf.serving.archive import docker_command, export_run
+
+    export = export_run(args.run, root=args.root, name=args.name, version=args.version, force=args.force)
+    card = export.card
+    print(f"exported {args.run} → {export.path} (signatures serving_default, serving_tensors; "
+          f"threshold {card['threshold']['value']:.6g}; model card {export.path / 'assets' / 'model_card.json'})")
+    print(f"inputs: {', '.join(card['signatures']['serving_default']['inputs'])}")
+    print(f"serve it with TF Serving:\n  {docker_command(export)}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    if args.model:
+        _quiet_tensorflow()
+    from osteo_tf.serving.predict import predict_manifest
+
+    result = predict_manifest(args.manifest, args.out, model=args.model, server=args.server, model_name=args.model_name,
+                              version=args.version, batch_size=args.batch_size)
+    print(f"wrote {len(result)} predictions ({int(result['label'].sum())} positive) to {args.out}")
 
 
 def _manifest_config(args: argparse.Namespace):
@@ -140,6 +241,12 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="seed for split, initialisation and augmentation (default 0)")
     train.add_argument("--threshold", type=float, help="decision threshold on the probability (default 0.5)")
     train.add_argument("--manifest-config", help="YAML with column names / sex codes (see README)")
+    train.add_argument("--intensity", help="per-image normalisation: minmax (default) or percentile:LOW,HIGH, e.g. percentile:1,99")
+    train.add_argument("--impute", choices=("none", "median"),
+                       help="missing covariates: none (default: an error) or median (training rows, plus a missing indicator)")
+    train.add_argument("--allow-exclusions", action="store_true",
+                       help="leave invalid manifest rows out (listed in the run's exclusions.csv) instead of stopping")
+    train.add_argument("--deterministic", action="store_true", help="seeded TensorFlow op determinism: identical reruns")
     train.add_argument("--force", action="store_true", help="discard an existing run folder")
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     train.set_defaults(handler=cmd_train)
@@ -150,6 +257,65 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    experiment = commands.add_parser("experiment", help="run a study grid (backbone x mode x repeat x fold) from a YAML config")
+    experiment.add_argument("config", help="a config YAML path, or a packaged config: demo, hip_2020, dental_2022")
+    experiment.add_argument("--out", required=True, help="experiment folder to create (or resume)")
+    experiment.add_argument("--manifest", help="cohort CSV; replaces the config's cohort")
+    experiment.add_argument("--dry-run", action="store_true", help="print the plan and the number of fits, run nothing")
+    experiment.add_argument("--shard", default="1/1", help="i/n: run every n-th fit starting at the i-th (1 <= i <= n)")
+    experiment.add_argument("--force", action="store_true", help="discard the results of a different config in --out")
+    experiment.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras progress per fit")
+    experiment.set_defaults(handler=cmd_experiment)
+
+    cohort = commands.add_parser("cohort", help="cohort characteristics by class with p-values (hip Table 1 / dental Table 3)")
+    cohort.add_argument("manifest", help="cohort CSV")
+    cohort.add_argument("--manifest-config", help="YAML with column names / sex codes")
+    cohort.add_argument("--out", default=".", help="folder for cohort_table.md and cohort_table.csv (default: .)")
+    cohort.set_defaults(handler=cmd_cohort)
+
+    report = commands.add_parser("report", help="statistics, tables and figures of an experiment folder")
+    report.add_argument("dir", help="experiment folder written by osteo experiment")
+    report.add_argument("--external", help="manifest CSV of an external cohort: score every trained model on it")
+    report.add_argument("--paired", action="store_true",
+                        help="pair runs by repeat/fold (same splits): paired t-test or Wilcoxon instead of unpaired tests")
+    report.set_defaults(handler=cmd_report)
+
+    threshold = commands.add_parser("threshold", help="choose a run's decision threshold on its validation split")
+    threshold.add_argument("--run", required=True, help="run folder written by osteo train")
+    threshold.add_argument("--target", required=True, help="sensitivity=0.90, specificity=0.80 or youden")
+    threshold.set_defaults(handler=cmd_threshold)
+
+    export = commands.add_parser("export", help="export a run as a SavedModel for TF Serving (raw PNG + covariates in)")
+    export.add_argument("--run", required=True, help="run folder written by osteo train")
+    export.add_argument("--name", default="osteo", help="model name (default osteo)")
+    export.add_argument("--version", type=int, help="version number (default: one more than the highest existing)")
+    export.add_argument("--root", default="saved_models", help="export root (default saved_models/)")
+    export.add_argument("--force", action="store_true", help="replace an existing version")
+    export.set_defaults(handler=cmd_export)
+
+    predict = commands.add_parser("predict", help="predict a manifest with an exported model or a TF Serving server")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="SavedModel version folder, e.g. saved_models/osteo/1")
+    source.add_argument("--server", help="TF Serving REST address, e.g. http://localhost:8501")
+    predict.add_argument("--model-name", default="osteo", help="model name on the server (default osteo)")
+    predict.add_argument("--version", type=int, help="model version on the server (default: the latest)")
+    predict.add_argument("--manifest", required=True, help="CSV with image paths and the covariates (no labels needed)")
+    predict.add_argument("--out", required=True, help="CSV to write: image, patient_id, probability, label")
+    predict.add_argument("--batch-size", type=int, default=32, help="instances per request (default 32)")
+    predict.set_defaults(handler=cmd_predict)
+
+    explain = commands.add_parser("explain", help="Grad-CAM / Guided Grad-CAM figures for images scored by a finished run")
+    explain.add_argument("--run", required=True, help="run folder written by osteo train (image-only or ensemble)")
+    explain.add_argument("--images", nargs="+", help="image files; label, ROI and covariates from their manifest row")
+    explain.add_argument("--manifest", help="cohort CSV: rows for --images, or examples to pick (default: the run's manifest)")
+    explain.add_argument("--limit", type=int, default=8, help="with --manifest alone: at most N images, half per class (default 8)")
+    explain.add_argument("--method", default="gradcam", choices=("gradcam", "gradcam++"), help="class activation map (default gradcam)")
+    explain.add_argument("--target", default="osteoporosis", choices=("osteoporosis", "non_osteoporosis", "predicted"),
+                         help="class whose score is explained (default osteoporosis)")
+    explain.add_argument("--layer", help="feature map to explain (default: the backbone's last, see osteo backbones)")
+    explain.add_argument("--out", help="output folder (default RUN/explain)")
+    explain.set_defaults(handler=cmd_explain)
+
     data = commands.add_parser("data", help="cohort utilities").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write a synthetic phantom cohort (PNG images, masks, manifest.csv)")
     synth.add_argument("--kind", default="hip", choices=("hip", "dental"))
@@ -158,9 +324,15 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--image-size", type=int, default=128)
     synth.set_defaults(handler=cmd_synth)
-    check = data.add_parser("check", help="validate a manifest and its images")
+    check = data.add_parser("check", help="validate a manifest and its images; list every row that would be excluded")
     check.add_argument("manifest")
-    check.add_argument("--manifest-config", help="YAML with column names / sex codes")
+    check.add_argument("--manifest-config", help="YAML with column names / sex codes / ROI size")
+    check.add_argument("--exclusions",
+                       help="CSV to write the excluded rows to (line, image, patient_id, column, reason, detail; "
+                            "default: MANIFEST_exclusions.csv beside the manifest)")
+    check.add_argument("--allow-exclusions", action="store_true", help="exit 0 even when rows are invalid")
+    check.add_argument("--impute", choices=("none", "median"), default="none",
+                       help="median: empty covariate cells are not errors (they will be imputed in training)")
     check.set_defaults(handler=cmd_check)
 
     backbones = commands.add_parser("backbones", help="list the backbone registry (sizes, learning rates, weights)")

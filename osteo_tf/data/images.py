@@ -1,19 +1,28 @@
-"""Radiograph file decoding (PNG / TIFF, 8 or 16 bit) into 2-D float32 arrays.
+"""Radiograph file decoding (PNG / TIFF, 8 or 16 bit, DICOM) into 2-D float32 arrays.
 
 Pure Pillow + NumPy so that it imports fast and can be shared by the manifest checks and
 the tf.data pipeline. Pixel values stay in the file's native range (0–255 for 8 bit,
-0–65535 for 16 bit, as stored for 32-bit integer / float TIFFs); scaling to [0, 1] is a
-separate, explicit step (:func:`to_unit_range`).
+0–65535 for 16 bit, as stored for 32-bit integer / float TIFFs): nothing is truncated to
+8 bits. DICOM files (by the ``.dcm`` / ``.dicom`` suffix or the Part-10 ``DICM`` marker)
+go through :mod:`osteo_tf.data.dicom` (modality and VOI transforms, MONOCHROME1 inversion;
+needs the optional ``pydicom``).
+
+Scaling to the network's range is a separate, explicit step, configured by an
+:class:`Intensity` (``"minmax"`` or ``"percentile:LOW,HIGH"``, see :func:`parse_intensity`)
+and computed by :func:`osteo_tf.data.pipeline.normalize_intensity`, the one function the
+training, evaluation and serving graphs share. :func:`to_unit_range` is the NumPy min–max.
 
 Every problem with a user's file raises :class:`osteo_tf.errors.OsteoInputError` naming the
-file. DICOM is not supported yet.
+file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +31,11 @@ from PIL import Image
 from osteo_tf.errors import OsteoInputError
 
 __all__ = [
-    "SUPPORTED_FORMATS", "check_roi", "image_size", "read_image", "to_unit_range", "verify_image",
+    "SUPPORTED_FORMATS", "Intensity", "check_roi", "image_size", "is_dicom", "parse_intensity",
+    "read_image", "to_unit_range", "verify_image",
 ]
 
-#: Pillow format names accepted (the data contract: PNG and TIFF; DICOM comes later).
+#: Pillow format names accepted (the data contract: PNG and TIFF; DICOM via pydicom).
 SUPPORTED_FORMATS: tuple[str, ...] = ("PNG", "TIFF")
 
 _DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -33,17 +43,69 @@ _DICOM_SUFFIXES = (".dcm", ".dicom")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 # Modes whose pixels NumPy can take as they are (one band, native range).
 _SINGLE_BAND = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
-_FIX_HINT = "re-export it as an 8- or 16-bit grayscale PNG or TIFF"
+_FIX_HINT = "re-export it as an 8- or 16-bit grayscale PNG or TIFF, or as DICOM"
 
 Roi = tuple[int, int, int, int]
 
 
+@dataclass(frozen=True)
+class Intensity:
+    """Per-image intensity normalisation to [0, 255], applied after decoding and ROI crop.
+
+    ``minmax``: ``(x − min) / (max − min)`` over the image. ``percentile``: the window
+    ``[P_low, P_high]`` of the image's own pixel values (NumPy's default linear
+    interpolation), values outside clipped — robust to a few burnt-out or dead pixels,
+    labels and collimator edges. A constant image becomes 0; a percentile window that
+    collapses (``P_low == P_high``) falls back to min–max. Written ``"minmax"`` or
+    ``"percentile:1,99"`` (:func:`parse_intensity`, ``str``).
+    """
+
+    method: str = "minmax"
+    low: float = 0.0
+    high: float = 100.0
+
+    def __str__(self) -> str:
+        return "minmax" if self.method == "minmax" else f"percentile:{self.low:g},{self.high:g}"
+
+
+def parse_intensity(value: str | Intensity | None) -> Intensity:
+    """``"minmax"`` (default), ``"percentile"`` (= ``percentile:1,99``) or ``"percentile:LOW,HIGH"``.
+
+    Raises:
+        OsteoInputError: anything else, or percentiles not ``0 ≤ LOW < HIGH ≤ 100``.
+    """
+    if isinstance(value, Intensity):
+        return value
+    text = "minmax" if value is None else str(value).strip().lower()
+    if text in ("minmax", "min-max", "min_max"):
+        return Intensity()
+    method, _, args = text.partition(":")
+    if method == "percentile":
+        try:
+            low, high = (float(v) for v in (args or "1,99").split(","))
+        except ValueError:
+            low = high = math.nan
+        if math.isfinite(low) and math.isfinite(high) and 0.0 <= low < high <= 100.0:
+            return Intensity("percentile", low, high)
+    raise OsteoInputError(
+        f"intensity normalisation {value!r} is not valid: use 'minmax' or 'percentile:LOW,HIGH' "
+        "with 0 <= LOW < HIGH <= 100, e.g. 'percentile:1,99'"
+    )
+
+
+def is_dicom(path: str | os.PathLike[str]) -> bool:
+    """True for a ``.dcm`` / ``.dicom`` name or a file with the DICOM Part-10 ``DICM`` marker."""
+    p = Path(path)
+    return p.suffix.lower() in _DICOM_SUFFIXES or (p.is_file() and _has_dicom_magic(p))
+
+
 def read_image(path: str | os.PathLike[str], roi: Roi | None = None) -> np.ndarray:
-    """Decode a PNG or TIFF radiograph into a 2-D float32 array (height, width).
+    """Decode a PNG, TIFF or DICOM radiograph into a 2-D float32 array (height, width).
 
     Grayscale images keep their native pixel values (16-bit stays 16-bit: 1000 and 1001
     remain distinct). RGB / RGBA / palette images become grayscale by BT.601 luminance
-    (0.299 R + 0.587 G + 0.114 B, alpha ignored); a bilevel image gives 0/1.
+    (0.299 R + 0.587 G + 0.114 B, alpha ignored); a bilevel image gives 0/1. DICOM: see
+    :func:`osteo_tf.data.dicom.read_dicom`.
 
     Args:
         path: the image file.
@@ -52,8 +114,12 @@ def read_image(path: str | os.PathLike[str], roi: Roi | None = None) -> np.ndarr
 
     Raises:
         OsteoInputError: file missing, unreadable, corrupt or truncated (the whole file is
-            decoded), DICOM, an unsupported format, or a ROI outside the image.
+            decoded), an unsupported format, or a ROI outside the image.
     """
+    if _dicom_file(path):
+        from osteo_tf.data.dicom import read_dicom
+
+        return read_dicom(path, roi)
     with _open_decoded(path) as img:
         if roi is not None:
             check_roi(path, roi, img.size)
@@ -66,8 +132,12 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """Return ``(width, height)`` in pixels from the file header only (cheap, no decode).
 
     Raises:
-        OsteoInputError: file missing, not a supported image, or DICOM.
+        OsteoInputError: file missing or not a supported image.
     """
+    if _dicom_file(path):
+        from osteo_tf.data.dicom import dicom_size
+
+        return dicom_size(path)
     with _open_checked(path) as img:
         return img.size
 
@@ -81,6 +151,9 @@ def verify_image(path: str | os.PathLike[str]) -> tuple[int, int]:
     Raises:
         OsteoInputError: as :func:`read_image`.
     """
+    if _dicom_file(path):
+        pixels = read_image(path)
+        return pixels.shape[1], pixels.shape[0]
     with _open_decoded(path) as img:
         if img.mode == "F":
             _to_gray(path, img)  # float TIFFs: reject NaN / inf pixels now
@@ -135,10 +208,15 @@ def _open_checked(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
 
 @contextlib.contextmanager
 def _open_decoded(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
-    """As :func:`_open_checked`, with the pixel data fully decoded (``.load()``)."""
+    """As :func:`_open_checked`, with the pixel data fully decoded (``.load()``); a PNG's
+    chunk checksums are verified through its last data chunk, so a truncated copy whose
+    pixels happen to decode is still refused."""
     with _open_checked(path) as img:
         p = Path(path)
         try:
+            if img.format == "PNG":
+                with Image.open(p) as whole:
+                    whole.verify()
             img.load()
         except Image.DecompressionBombError as exc:
             raise OsteoInputError(f"image {p} is too large to decode safely: {exc}") from exc
@@ -150,11 +228,15 @@ def _open_decoded(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
         yield img
 
 
+def _dicom_file(path: str | os.PathLike[str]) -> bool:
+    """Existing-file checks, then: is it DICOM (by name or marker)?"""
+    p = _existing_file(path)
+    return p.suffix.lower() in _DICOM_SUFFIXES or _has_dicom_magic(p)
+
+
 def _existing_file(path: str | os.PathLike[str]) -> Path:
-    """Return ``path`` as a Path if it is an existing regular non-DICOM file."""
+    """Return ``path`` as a Path if it is an existing regular file."""
     p = Path(path)
-    if p.suffix.lower() in _DICOM_SUFFIXES:
-        raise _dicom_error(p)
     try:
         exists, is_dir = p.exists(), p.is_dir()
     except (OSError, ValueError) as exc:  # e.g. NUL byte or name too long
@@ -163,8 +245,6 @@ def _existing_file(path: str | os.PathLike[str]) -> Path:
         raise OsteoInputError(f"image path is a folder, not a file: {p}")
     if not exists:
         raise OsteoInputError(f"image file not found: {p}")
-    if _has_dicom_magic(p):
-        raise _dicom_error(p)
     return p
 
 
@@ -178,19 +258,12 @@ def _has_dicom_magic(p: Path) -> bool:
         raise OsteoInputError(f"cannot open image {p}: {exc}") from exc
 
 
-def _dicom_error(p: Path) -> OsteoInputError:
-    return OsteoInputError(
-        f"{p} is a DICOM file; DICOM is not supported yet. Convert it to a 16-bit "
-        "grayscale PNG or TIFF (e.g. with pydicom + Pillow) and point the manifest at that"
-    )
-
-
 def _check_header(p: Path, img: Image.Image) -> None:
     """Reject formats, multi-frame files and 16-bit colour that we cannot read faithfully."""
     if img.format not in SUPPORTED_FORMATS:
         raise OsteoInputError(
             f"image {p} is {img.format or 'an unknown format'}; only "
-            f"{' and '.join(SUPPORTED_FORMATS)} are supported (DICOM later): {_FIX_HINT}"
+            f"{', '.join(SUPPORTED_FORMATS)} and DICOM are supported: {_FIX_HINT}"
         )
     if getattr(img, "n_frames", 1) != 1:
         raise OsteoInputError(

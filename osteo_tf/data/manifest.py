@@ -22,13 +22,24 @@ The returned table has canonical column names whatever the user's names were:
 ``t_score``               float (NaN where absent)
 ``label``                 int 0/1, 1 = osteoporosis (``t_score <= threshold``, else the label
                           column)
-``roi_x … roi_h``         nullable Int64 pixels (if the columns exist)
+``roi_x … roi_h``         nullable Int64 pixels (if the box columns exist, or derived from
+                          the point columns)
+``roi_cx, roi_cy``        nullable Int64 pixels (if the point columns exist): a fixed-size box
+                          ``ManifestConfig.roi_size`` placed by ``roi_anchor`` — ``"below"``
+                          (the dental paper: top edge centred on the point, e.g. 250×400 px
+                          just below the mental foramen) or ``"center"``
 ``line``                  int, the CSV line the row starts on (header = line 1)
 ========================  =================================================================
 
 A covariate that is not in ``ManifestConfig.required`` may have empty cells; they become
-NaN / None (``hip_fracture_history`` is then nullable ``Int64``). Every other column the
-user had is kept as its raw strings, unchanged, after the canonical ones.
+NaN / None (``hip_fracture_history`` is then nullable ``Int64``); so may a required one
+when ``ManifestConfig.allow_missing`` (the columns must still exist; ``--impute``). Every
+other column the user had is kept as its raw strings, unchanged, after the canonical ones.
+
+:func:`read_manifest` is strict: any invalid row is an error. :func:`check_manifest` runs
+the same checks and returns a :class:`~osteo_tf.data.exclusions.ManifestCheck` with the valid
+rows and every excluded row with its reason (``osteo data check``, ``--allow-exclusions``);
+problems with the file or its header are always errors.
 """
 
 from __future__ import annotations
@@ -48,9 +59,11 @@ import numpy as np
 import pandas as pd
 
 from osteo_tf.data import images
+from osteo_tf.data.exclusions import ManifestCheck, exclusion_table
 from osteo_tf.errors import OsteoInputError
 
-__all__ = ["COVARIATES", "DEFAULT_SEX_CODES", "ManifestColumns", "ManifestConfig", "read_manifest"]
+__all__ = ["COVARIATES", "DEFAULT_SEX_CODES", "ManifestCheck", "ManifestColumns", "ManifestConfig",
+           "check_manifest", "present_columns", "read_manifest"]
 
 #: Canonical names of the clinical covariates a protocol may require.
 COVARIATES: tuple[str, ...] = ("age", "sex", "bmi", "hip_fracture_history")
@@ -59,6 +72,8 @@ DEFAULT_SEX_CODES: Mapping[str, str] = MappingProxyType(
     {"f": "F", "female": "F", "m": "M", "male": "M"}
 )
 ROI_COLUMNS: tuple[str, ...] = ("roi_x", "roi_y", "roi_w", "roi_h")
+ROI_POINT_COLUMNS: tuple[str, ...] = ("roi_cx", "roi_cy")
+ROI_ANCHORS: tuple[str, ...] = ("below", "center")
 
 _HIP_CODES = {"yes": 1, "y": 1, "1": 1, "1.0": 1, "true": 1,
               "no": 0, "n": 0, "0": 0, "0.0": 0, "false": 0}
@@ -114,6 +129,8 @@ class ManifestColumns:
     roi_y: str = "roi_y"
     roi_w: str = "roi_w"
     roi_h: str = "roi_h"
+    roi_cx: str = "roi_cx"
+    roi_cy: str = "roi_cy"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -163,6 +180,13 @@ class ManifestConfig:
         check_images: fully decode every image (catches corrupt / truncated files). When
             False only each file's header is read (existence, format, size, ROI fit).
         t_score_threshold: label = 1 (osteoporosis) when ``t_score <= t_score_threshold``.
+        roi_size: ``(width, height)`` in pixels of the box placed at ``roi_cx, roi_cy``
+            (default 250×400, the dental paper's ROI).
+        roi_anchor: ``"below"``: the box's top edge is centred on the point (x = cx − w//2,
+            y = cy), as the dental paper's box just below the mental foramen; ``"center"``:
+            the box is centred on the point.
+        allow_missing: required covariate columns may have empty cells (NaN), to be imputed
+            from the training rows (``--impute median``); otherwise each is a problem.
     """
 
     columns: ManifestColumns = field(default_factory=ManifestColumns)
@@ -172,6 +196,9 @@ class ManifestConfig:
     required: tuple[str, ...] = ("age", "sex", "bmi")
     check_images: bool = True
     t_score_threshold: float = -2.5
+    roi_size: tuple[int, int] = (250, 400)
+    roi_anchor: str = "below"
+    allow_missing: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ManifestColumns):
@@ -187,13 +214,21 @@ class ManifestConfig:
             raise OsteoInputError(
                 f"manifest config: t_score_threshold must be a number (e.g. -2.5), got {t!r}"
             )
+        object.__setattr__(self, "roi_size", _check_roi_size(self.roi_size))
+        if self.roi_anchor not in ROI_ANCHORS:
+            raise OsteoInputError(f"manifest config: roi_anchor must be one of "
+                                  f"{', '.join(ROI_ANCHORS)}, got {self.roi_anchor!r}")
+        if not isinstance(self.allow_missing, bool):
+            raise OsteoInputError(f"manifest config: allow_missing must be true or false, "
+                                  f"got {self.allow_missing!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form that :meth:`from_dict` reads back (saved in a run's config)."""
         return {
             "columns": self.columns.as_dict(), "sex_codes": dict(self.sex_codes),
             "required": list(self.required), "check_images": self.check_images,
-            "t_score_threshold": self.t_score_threshold,
+            "t_score_threshold": self.t_score_threshold, "roi_size": list(self.roi_size),
+            "roi_anchor": self.roi_anchor, "allow_missing": self.allow_missing,
         }
 
     @classmethod
@@ -238,6 +273,15 @@ def _merge_sex_codes(codes: Mapping[Any, Any]) -> Mapping[str, str]:
     return MappingProxyType(merged)
 
 
+def _check_roi_size(size: Any) -> tuple[int, int]:
+    ok = (isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size))
+    if not ok:
+        raise OsteoInputError(f"manifest config: roi_size must be [width, height] in whole "
+                              f"pixels > 0 (e.g. [250, 400]), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
 def _check_required(required: Iterable[str]) -> tuple[str, ...]:
     if isinstance(required, str) or not isinstance(required, Iterable):
         raise OsteoInputError(
@@ -261,6 +305,7 @@ class _Problem:
     lines: tuple[int, ...]
     column: str | None
     text: str
+    reason: str = ""  # short, counted in exclusion reports (e.g. "missing age")
 
 
 class _Problems:
@@ -278,8 +323,11 @@ class _Problems:
         self.add(text, lines=(1,))
         self.header_bad = True
 
-    def add(self, text: str, lines: Iterable[int] = (), column: str | None = None) -> None:
-        self.items.append(_Problem(tuple(lines), column, text))
+    def add(self, text: str, lines: Iterable[int] = (), column: str | None = None,
+            reason: str | None = None) -> None:
+        if reason is None:
+            reason = f"invalid {column}" if column is not None else "malformed row"
+        self.items.append(_Problem(tuple(lines), column, text, reason))
 
     def add_missing(self, column: str, line: int) -> None:
         self.missing.setdefault(column, []).append(line)
@@ -295,15 +343,21 @@ class _Problems:
         if self:
             raise OsteoInputError(self._message())
 
-    def _message(self) -> str:
-        items = self.items + [
-            _Problem(tuple(lines), col, "value is missing (empty) in a required column")
+    def all_items(self) -> list[_Problem]:
+        """Every problem, the missing values grouped per column."""
+        return self.items + [
+            _Problem(tuple(lines), col, "value is missing (empty) in a required column",
+                     f"missing {col}")
             for col, lines in self.missing.items()
         ]
+
+    def _message(self) -> str:
+        items = self.all_items()
         if self.missing:
             self.hint(
-                "Fill in the missing values (imputation of missing covariates, --impute, "
-                "is planned but not available yet), or remove those rows yourself."
+                "Fill in the missing values; or pass --impute median to impute missing covariates "
+                "from the training rows (with a missing-indicator feature per imputed column); or "
+                "pass --allow-exclusions to leave those rows out (they are listed in exclusions.csv)."
             )
         items.sort(key=lambda p: min(p.lines, default=0))
         listed = [f"  - {self._format(p)}" for p in items[:_MAX_LISTED]]
@@ -318,18 +372,18 @@ class _Problems:
 
     def _format(self, p: _Problem) -> str:
         parts = [self.path.name]
-        if p.lines:
-            parts.append(_format_lines(p.lines))
+        if p.lines:  # every row with a missing value is listed, other groups are capped
+            parts.append(_format_lines(p.lines, cap=not p.reason.startswith("missing ")))
         if p.column is not None:
             parts.append(f"column {p.column!r}")
         return f"{', '.join(parts)}: {p.text}"
 
 
-def _format_lines(lines: Sequence[int]) -> str:
-    """'line 7', 'lines 3 and 8', 'lines 3, 8, 9', capped with '(+K more)'."""
+def _format_lines(lines: Sequence[int], cap: bool = True) -> str:
+    """'line 7', 'lines 3 and 8', 'lines 3, 8, 9', capped with '(+K more)' unless not cap."""
     if len(lines) == 1:
         return f"line {lines[0]}"
-    shown = [str(n) for n in lines[:_MAX_LINES]]
+    shown = [str(n) for n in (lines[:_MAX_LINES] if cap else lines)]
     more = len(lines) - len(shown)
     if more:
         return f"lines {', '.join(shown)} (+{more} more)"
@@ -356,6 +410,7 @@ class _Table:
     rows: list[list[str]]
     lines: list[int]
     problems: _Problems
+    malformed: dict[int, list[str]] = field(default_factory=dict)  # line → cells, wrong count
 
     def column(self, name: str) -> list[str]:
         """Stripped cells of a column."""
@@ -381,8 +436,9 @@ def _read_table(path: Path) -> _Table:
     header = [h.strip() for h in header]
     problems = _Problems(path)
     rows, lines = _check_shape(header, data, problems)
+    malformed = {n: r for n, r in data if n not in set(lines)}
     header, rows = _drop_unnamed_empty(header, rows, lines, problems)
-    return _Table(path, header, rows, lines, problems)
+    return _Table(path, header, rows, lines, problems, malformed)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -454,7 +510,7 @@ def _check_shape(
             problems.add(
                 f"row has {len(row)} values but the header has {len(header)} columns "
                 "(a missing or extra comma, or a comma inside an unquoted value?)",
-                lines=(line,),
+                lines=(line,), reason="wrong number of values in the row",
             )
         else:
             rows.append(row)
@@ -474,7 +530,7 @@ def _drop_unnamed_empty(
         used = [lines[i] for i, row in enumerate(rows) if row[j].strip()]
         if used:
             problems.add(f"column {j + 1} has values but no name in the header line; "
-                         "add a column name", lines=used)
+                         "add a column name", lines=used, reason="value in a column without a name")
     return [header[j] for j in keep], [[row[j] for j in keep] for row in rows]
 
 
@@ -493,6 +549,16 @@ def _map_columns(table: _Table, config: ManifestConfig) -> dict[str, str]:
         absent = [wanted[c] for c in ROI_COLUMNS if c not in present]
         problems.add_header(f"ROI columns must come all four or none; missing "
                             f"{', '.join(map(repr, absent))}")
+    point = [c for c in ROI_POINT_COLUMNS if c in present]
+    if point and len(point) < len(ROI_POINT_COLUMNS):
+        absent = [wanted[c] for c in ROI_POINT_COLUMNS if c not in present]
+        problems.add_header(f"ROI point columns must come both or neither; missing "
+                            f"{', '.join(map(repr, absent))}")
+    if roi and point:
+        problems.add_header(
+            f"the manifest has both ROI box columns ({', '.join(wanted[c] for c in roi)}) and ROI "
+            f"point columns ({', '.join(wanted[c] for c in point)}); keep one kind"
+        )
     _check_reserved(table.header, present, problems)
     if problems.header_bad:
         problems.hint(_rename_hint(table.header))
@@ -574,9 +640,13 @@ class _Rows:
             try:
                 out.append(parse_one(raw))
             except ValueError as exc:
-                self.problems.add(str(exc), lines=(line,), column=col)
+                self.problems.add(str(exc), lines=(line,), column=col, reason=f"invalid {canon}")
                 out.append(_INVALID)
         return out
+
+    def required(self, canon: str) -> bool:
+        """Must cells of this covariate be filled? (not when missing values will be imputed)"""
+        return canon in self.config.required and not self.config.allow_missing
 
     def number(self, canon: str, required: bool) -> list[Any]:
         return self.parse(canon, lambda raw: _parse_number(raw, _RANGES[canon]), required)
@@ -611,17 +681,16 @@ def _parse_roi_value(raw: str, minimum: int) -> int:
 
 def _build_covariates(rows: _Rows) -> dict[str, list[Any]]:
     """age, sex, hip_fracture_history, height/weight and bmi, as far as present."""
-    req = rows.config.required
     out: dict[str, list[Any]] = {}
     if "age" in rows.present:
-        out["age"] = rows.number("age", "age" in req)
+        out["age"] = rows.number("age", rows.required("age"))
     if "sex" in rows.present:
         codes = rows.config.sex_codes
         accepted = ", ".join(map(repr, codes)) + (
             "; add your own with sex_codes in the manifest config, e.g. {'0': 'F', '1': 'M'}"
         )
         out["sex"] = rows.parse(
-            "sex", lambda r: _parse_code(r, codes, "sex code", accepted), "sex" in req
+            "sex", lambda r: _parse_code(r, codes, "sex code", accepted), rows.required("sex")
         )
     for canon in ("height_cm", "weight_kg"):
         if canon in rows.present:
@@ -634,7 +703,7 @@ def _build_covariates(rows: _Rows) -> dict[str, list[Any]]:
             "hip_fracture_history",
             lambda r: _parse_code(r, _HIP_CODES, "fracture-history code",
                                   "yes/no, y/n, 1/0, true/false"),
-            "hip_fracture_history" in req,
+            rows.required("hip_fracture_history"),
         )
     return out
 
@@ -646,7 +715,7 @@ def _build_bmi(rows: _Rows, heights: list[Any] | None, weights: list[Any] | None
     if not has_column and (heights is None or weights is None):
         return None
     given = rows.number("bmi", False) if has_column else [None] * len(rows.lines)
-    required = "bmi" in rows.config.required
+    required = rows.required("bmi")
     out = []
     for i, line in enumerate(rows.lines):
         h = heights[i] if heights is not None else None
@@ -671,7 +740,7 @@ def _derived_bmi(rows: _Rows, line: int, height_cm: float, weight_kg: float) -> 
     rows.problems.add(
         f"BMI from height {height_cm:g} cm and weight {weight_kg:g} kg is {bmi:.1f} kg/m², "
         f"outside the plausible {rng.lo:g}–{rng.hi:g}; check both values",
-        lines=(line,), column=cols,
+        lines=(line,), column=cols, reason="invalid bmi",
     )
     return _INVALID
 
@@ -706,7 +775,7 @@ def _row_label(rows: _Rows, line: int, t: Any, given: Any) -> Any:
         rows.problems.add(
             f"label {given} disagrees with {rows.present['t_score']!r} = {t:g} (label is 1 "
             f"exactly when the T-score is ≤ {threshold:g}); correct one of them",
-            lines=(line,), column=rows.present["label"],
+            lines=(line,), column=rows.present["label"], reason="label disagrees with T-score",
         )
         return _INVALID
     if from_t is None and given is None:
@@ -714,13 +783,15 @@ def _row_label(rows: _Rows, line: int, t: Any, given: Any) -> Any:
                             if c in rows.present)
         rows.problems.add(f"no label: fill in {names}", lines=(line,),
                           column=" / ".join(rows.present[c] for c in ("t_score", "label")
-                                            if c in rows.present))
+                                            if c in rows.present), reason="no label")
         return _INVALID
     return from_t if from_t is not None else given
 
 
 def _build_roi(rows: _Rows) -> dict[str, list[Any]]:
     """The four ROI columns (None where a row has no box); partial boxes are problems."""
+    if "roi_cx" in rows.present:
+        return _build_roi_from_point(rows)
     if "roi_x" not in rows.present:
         return {}
     out = {c: rows.parse(c, lambda r, m=(0 if c in ("roi_x", "roi_y") else 1):
@@ -731,11 +802,44 @@ def _build_roi(rows: _Rows) -> dict[str, list[Any]]:
             rows.problems.add(
                 f"incomplete ROI box: {', '.join(rows.present[c] for c in empty)} empty; "
                 "fill all four ROI values or none", lines=(line,),
-                column=rows.present[empty[0]],
+                column=rows.present[empty[0]], reason="incomplete ROI",
             )
             for c in ROI_COLUMNS:
                 out[c][i] = _INVALID
     return out
+
+
+def _build_roi_from_point(rows: _Rows) -> dict[str, list[Any]]:
+    """roi_cx, roi_cy and the fixed-size box they place (ManifestConfig.roi_size/anchor)."""
+    point = {c: rows.parse(c, lambda r: _parse_roi_value(r, 0), False) for c in ROI_POINT_COLUMNS}
+    width, height = rows.config.roi_size
+    out: dict[str, list[Any]] = {c: [] for c in ROI_COLUMNS}
+    for i, line in enumerate(rows.lines):
+        cx, cy = point["roi_cx"][i], point["roi_cy"][i]
+        if isinstance(cx, int) and isinstance(cy, int):
+            y = cy if rows.config.roi_anchor == "below" else cy - height // 2
+            box: tuple[Any, ...] = (cx - width // 2, y, width, height)
+        elif cx is None and cy is None:
+            box = (None,) * 4
+        else:
+            if (cx is None) != (cy is None) and _INVALID not in (cx, cy):
+                empty = "roi_cx" if cx is None else "roi_cy"
+                rows.problems.add("incomplete ROI point: fill both roi_cx and roi_cy or neither",
+                                  lines=(line,), column=rows.present[empty], reason="incomplete ROI")
+            box = (_INVALID,) * 4
+        for c, v in zip(ROI_COLUMNS, box):
+            out[c].append(v)
+    return {**out, **point}
+
+
+def _roi_note(rows: _Rows, roi: Mapping[str, list[Any]], i: int) -> str:
+    """How a point-derived box was placed, for the message when it does not fit."""
+    if "roi_cx" not in roi:
+        return ""
+    w, h = rows.config.roi_size
+    where = "just below" if rows.config.roi_anchor == "below" else "centred on"
+    return (f" (the box is the configured roi_size {w}×{h} px {where} the point "
+            f"roi_cx={roi['roi_cx'][i]}, roi_cy={roi['roi_cy'][i]}; check the point or roi_size)")
 
 
 def _build_ids(rows: _Rows) -> list[Any]:
@@ -758,10 +862,19 @@ def _build_images(rows: _Rows, roi: Mapping[str, list[Any]]) -> list[Any]:
         box = tuple(roi[c][i] for c in ROI_COLUMNS) if roi else None
         try:
             out.append(_check_image(base, raw, box, rows.config.check_images))
-        except OsteoInputError as exc:
-            rows.problems.add(str(exc), lines=(line,), column=col)
+        except _ImageProblem as exc:
+            note = _roi_note(rows, roi, i) if exc.reason == "ROI outside the image" else ""
+            rows.problems.add(f"{exc}{note}", lines=(line,), column=col, reason=exc.reason)
             out.append(_INVALID)
     return out
+
+
+class _ImageProblem(OsteoInputError):
+    """An image-cell problem with its short reason for the exclusion report."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _check_image(base: Path, raw: str, box: tuple[Any, ...] | None, decode: bool) -> str:
@@ -769,12 +882,20 @@ def _check_image(base: Path, raw: str, box: tuple[Any, ...] | None, decode: bool
     try:
         path = (base / raw).resolve()
     except (OSError, ValueError, RuntimeError) as exc:
-        raise OsteoInputError(f"{_show(raw)} cannot be used as a file path ({exc})") from exc
+        raise _ImageProblem(f"{_show(raw)} cannot be used as a file path ({exc})",
+                            "invalid image path") from exc
     if not _exists(path):
-        raise OsteoInputError(f"image file not found: {path}{_path_hint(raw, base)}")
-    size = images.verify_image(path) if decode else images.image_size(path)
+        raise _ImageProblem(f"image file not found: {path}{_path_hint(raw, base)}",
+                            "image not found")
+    try:
+        size = images.verify_image(path) if decode else images.image_size(path)
+    except OsteoInputError as exc:
+        raise _ImageProblem(str(exc), "image unreadable or unsupported") from exc
     if box is not None and all(isinstance(v, int) for v in box):
-        images.check_roi(path, box, size)  # type: ignore[arg-type]
+        try:
+            images.check_roi(path, box, size)  # type: ignore[arg-type]
+        except OsteoInputError as exc:
+            raise _ImageProblem(str(exc), "ROI outside the image") from exc
     return str(path)
 
 
@@ -805,7 +926,7 @@ def _check_duplicates(rows: _Rows, paths: list[Any]) -> None:
         if len(lines) > 1:
             rows.problems.add(f"the same image {p} is listed {len(lines)} times; "
                               "keep one row per image", lines=lines,
-                              column=rows.present["image"])
+                              column=rows.present["image"], reason="duplicate image")
 
 
 def _check_patient_sex(rows: _Rows, ids: list[Any], sexes: list[Any]) -> None:
@@ -819,7 +940,7 @@ def _check_patient_sex(rows: _Rows, ids: list[Any], sexes: list[Any]) -> None:
             rows.problems.add(
                 f"patient {pid!r} has rows that disagree on sex ({detail}); a patient's "
                 "rows must agree", lines=sorted(sum(found.values(), [])),
-                column=rows.present["sex"],
+                column=rows.present["sex"], reason="patient's rows disagree on sex",
             )
 
 
@@ -840,14 +961,63 @@ def read_manifest(path: str | Path, config: ManifestConfig | None = None) -> pd.
     Raises:
         OsteoInputError: listing every problem found, each with file, line and column.
     """
+    check = check_manifest(path, config)
+    check.raise_if_any()
+    return check.cohort
+
+
+def present_columns(path: str | Path, config: ManifestConfig | None = None) -> set[str]:
+    """Canonical names of the columns the manifest has (its header only; no row checks).
+
+    Raises:
+        OsteoInputError: the file cannot be read as a CSV manifest.
+    """
+    config = config or ManifestConfig()
+    table = _read_table(Path(path).absolute())
+    return {canon for canon, user in config.columns.as_dict().items() if user in table.header}
+
+
+def check_manifest(path: str | Path, config: ManifestConfig | None = None) -> ManifestCheck:
+    """The checks of :func:`read_manifest`, returning the valid rows and the excluded ones.
+
+    Every row with a problem is excluded, with one exclusion record per problem (its line,
+    raw image and patient cells, column, short reason and full message); the rows of a
+    duplicated image, or of a patient whose rows disagree on sex, are all excluded.
+
+    Raises:
+        OsteoInputError: problems with the file itself or its header (unreadable, not a
+            CSV, required columns missing …), where no row can be checked.
+    """
     config = config or ManifestConfig()
     path = Path(path).absolute()
     table = _read_table(path)
     present = _map_columns(table, config)
     rows = _Rows(table, present, config)
     cols = _validate(rows)
-    rows.problems.raise_if_any()
-    return _assemble(table, present, cols)
+    problems = rows.problems
+    records = _exclusion_records(table, present, problems)
+    excluded = {r["line"] for r in records}
+    keep = [i for i, line in enumerate(table.lines) if line not in excluded]
+    return ManifestCheck(
+        path=path, cohort=_assemble(table, present, cols, keep), exclusions=exclusion_table(records),
+        n_rows=len(table.lines) + len(table.malformed),
+        message=problems._message() if problems else "",
+    )
+
+
+def _exclusion_records(table: _Table, present: Mapping[str, str], problems: _Problems
+                       ) -> list[dict[str, Any]]:
+    """One record per (row line, problem)."""
+    cells = dict(zip(table.lines, table.rows))
+    index = {c: table.header.index(present[c]) for c in ("image", "patient_id")}
+    records = []
+    for p in problems.all_items():
+        for line in p.lines:
+            row = cells.get(line, table.malformed.get(line, []))
+            raw = {c: (row[j] if j < len(row) else "") for c, j in index.items()}
+            records.append({"line": line, "image": raw["image"], "patient_id": raw["patient_id"],
+                            "column": p.column or "", "reason": p.reason, "detail": p.text})
+    return records
 
 
 def _validate(rows: _Rows) -> dict[str, list[Any]]:
@@ -865,22 +1035,23 @@ def _validate(rows: _Rows) -> dict[str, list[Any]]:
 
 
 _ORDER = ("image", "patient_id", "age", "sex", "bmi", "height_cm", "weight_kg",
-          "hip_fracture_history", "t_score", "label", *ROI_COLUMNS)
+          "hip_fracture_history", "t_score", "label", *ROI_COLUMNS, *ROI_POINT_COLUMNS)
 
 
-def _assemble(table: _Table, present: Mapping[str, str], cols: Mapping[str, list[Any]]
-              ) -> pd.DataFrame:
-    """Canonical columns with their dtypes, then ``line``, then the user's other columns."""
+def _assemble(table: _Table, present: Mapping[str, str], cols: Mapping[str, list[Any]],
+              keep: Sequence[int]) -> pd.DataFrame:
+    """The rows ``keep`` (positions): canonical columns with their dtypes, then ``line``, then
+    the user's other columns."""
     data: dict[str, Any] = {}
     for name in _ORDER:
         if name in cols:
-            data[name] = _typed(name, cols[name])
-    data["line"] = np.asarray(table.lines, dtype=np.int64)
+            data[name] = _typed(name, [cols[name][i] for i in keep])
+    data["line"] = np.asarray([table.lines[i] for i in keep], dtype=np.int64)
     used = set(present.values())
     for j, name in enumerate(table.header):
         if name not in used:
-            data[name] = [row[j] for row in table.rows]
-    return pd.DataFrame(data, index=pd.RangeIndex(len(table.rows)))
+            data[name] = [table.rows[i][j] for i in keep]
+    return pd.DataFrame(data, index=pd.RangeIndex(len(keep)))
 
 
 def _typed(name: str, values: list[Any]) -> Any:
@@ -888,7 +1059,7 @@ def _typed(name: str, values: list[Any]) -> Any:
         return values
     if name in ("label",):
         return np.asarray(values, dtype=np.int64)
-    if name == "hip_fracture_history" or name in ROI_COLUMNS:
+    if name == "hip_fracture_history" or name in ROI_COLUMNS or name in ROI_POINT_COLUMNS:
         series = pd.Series(values, dtype="Int64")
         if name == "hip_fracture_history" and not series.isna().any():
             return series.astype(np.int64)

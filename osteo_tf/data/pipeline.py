@@ -1,10 +1,17 @@
 """The tf.data input pipeline: cohort rows → batches of ``({"image", "covariates"}, label)``.
 
-Per image: decode (PNG / TIFF, 8 or 16 bit, via :mod:`osteo_tf.data.images`), optional ROI
-crop, per-image min–max scaling to [0, 255] (so 8- and 16-bit files land on one scale,
-without truncating 16-bit data to 8 bits first), resize to the backbone's size, grayscale →
+Per image: decode (PNG / TIFF, 8 or 16 bit, DICOM, via :mod:`osteo_tf.data.images`), optional
+ROI crop, per-image intensity normalisation to [0, 255] (:func:`normalize_intensity`: min–max
+or a percentile window, so 8- and 16-bit files land on one scale, without truncating 16-bit
+data to 8 bits first), resize to the backbone's size, grayscale →
 3 channels; then cache (decoding happens once per run), and for training batches only the
 papers' augmentation; then the backbone's own normalisation, batch, prefetch.
+
+Everything after decoding is :func:`preprocess_gray`, one TensorFlow function shared with
+the exported serving graph (:mod:`osteo_tf.serving`), whose in-graph decoder
+:func:`decode_gray` gives the same grayscale pixels as :func:`~osteo_tf.data.images.read_image`
+for PNG files (8 and 16 bit, grayscale, RGB(A), palette), so a served model sees exactly
+what the trained one saw.
 
 Augmentation (both papers): each training image, with probability 0.5, is rotated by a
 uniform angle in [−25°, +25°] (corners filled with black, as torchvision's default), flipped
@@ -22,7 +29,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from osteo_tf.data.images import read_image
+from osteo_tf.data.images import Intensity, parse_intensity, read_image
 from osteo_tf.models.backbones import BackboneSpec, normalize_images
 
 AUGMENT_PROBABILITY = 0.5
@@ -31,22 +38,103 @@ JITTER = 0.05
 ROI_COLUMNS = ("roi_x", "roi_y", "roi_w", "roi_h")
 
 
-def load_image(path: str, roi: tuple[int, int, int, int] | None, image_size: int) -> np.ndarray:
+# ITU-R BT.601 luma weights, as images.read_image (and Pillow's convert("L")) use them.
+LUMA = (0.299, 0.587, 0.114)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+
+
+def normalize_intensity(pixels: tf.Tensor, intensity: str | Intensity = "minmax") -> tf.Tensor:
+    """(h, w) float32 grayscale in its native range → the same shape scaled to [0, 255].
+
+    THE per-image intensity normalisation (training, evaluation, Grad-CAM and the serving
+    graph all call it through :func:`preprocess_gray`). ``intensity``
+    (:func:`~osteo_tf.data.images.parse_intensity`): ``"minmax"`` maps the image's min to 0
+    and max to 255 (a constant image becomes 0); ``"percentile:LOW,HIGH"`` maps the LOW-th
+    and HIGH-th percentiles of its pixels (linear interpolation, as ``np.percentile``) to 0
+    and 255 and clips outside, falling back to min–max when the two are equal.
+    """
+    spec = parse_intensity(intensity)
+    pixels = tf.convert_to_tensor(pixels, tf.float32)
+    low, high = tf.reduce_min(pixels), tf.reduce_max(pixels)
+    if spec.method == "percentile":
+        p_low, p_high = _percentile(pixels, spec.low), _percentile(pixels, spec.high)
+        collapsed = p_high <= p_low
+        low, high = tf.where(collapsed, low, p_low), tf.where(collapsed, high, p_high)
+    # The factor is computed in float64 and rounded once, as NumPy did before this was shared.
+    factor = tf.cast(tf.math.divide_no_nan(tf.constant(255.0, tf.float64), tf.cast(high - low, tf.float64)), tf.float32)
+    scaled = (pixels - low) * factor
+    return scaled if spec.method == "minmax" else tf.clip_by_value(scaled, 0.0, 255.0)
+
+
+def _percentile(pixels: tf.Tensor, q: float) -> tf.Tensor:
+    """The q-th percentile of all pixels, linear interpolation between order statistics."""
+    ordered = tf.cast(tf.sort(tf.reshape(pixels, [-1])), tf.float64)
+    last = tf.size(ordered) - 1
+    rank = tf.cast(last, tf.float64) * (q / 100.0)
+    below = tf.cast(tf.floor(rank), tf.int32)
+    above = tf.minimum(below + 1, last)
+    a, b = ordered[below], ordered[above]
+    return tf.cast(a + (b - a) * (rank - tf.cast(below, tf.float64)), tf.float32)
+
+
+def preprocess_gray(pixels: tf.Tensor, image_size: int, intensity: str | Intensity = "minmax") -> tf.Tensor:
+    """(h, w) float32 grayscale in its native range → (image_size, image_size, 3) float32 in [0, 255].
+
+    Per-image intensity normalisation to [0, 255] (:func:`normalize_intensity`, min–max by
+    default), bilinear resize with antialiasing, clip, grayscale repeated to 3 channels.
+    Used by the tf.data pipeline and by the serving graph, so both compute exactly the same
+    thing.
+    """
+    scaled = normalize_intensity(pixels, intensity)
+    resized = tf.image.resize(scaled[:, :, None], (image_size, image_size), antialias=True)
+    return tf.repeat(tf.clip_by_value(resized, 0.0, 255.0), 3, axis=-1)
+
+
+def decode_gray(encoded: tf.Tensor) -> tf.Tensor:
+    """Encoded PNG / JPEG bytes (scalar tf.string) → (h, w) float32 grayscale, native range.
+
+    In-graph twin of :func:`osteo_tf.data.images.read_image`: 16-bit PNGs keep their 16-bit
+    values, 8-bit files their 8-bit ones; two channels (gray + alpha) → the gray channel;
+    three or four (RGB / RGBA / palette) → BT.601 luma computed in float64. The caller
+    checks the signature first (:func:`is_png_or_jpeg`); a corrupt body fails in the decoder.
+    """
+    is_png = tf.equal(tf.strings.substr(encoded, 0, 8), PNG_SIGNATURE)
+    # IHDR bit depth is byte 24 of a PNG file (padded so that a short string cannot fail here).
+    depth = tf.io.decode_raw(tf.strings.substr(tf.strings.join([encoded, b"\0" * 25]), 24, 1), tf.uint8)
+    sixteen_bit = tf.logical_and(is_png, tf.reduce_any(tf.equal(depth, 16)))
+    pixels = tf.cond(
+        sixteen_bit,
+        lambda: tf.cast(tf.io.decode_png(encoded, dtype=tf.uint16), tf.float32),
+        lambda: tf.cast(tf.io.decode_image(encoded, dtype=tf.uint8, expand_animations=False), tf.float32),
+    )
+    return tf.cond(
+        tf.shape(pixels)[-1] >= 3,
+        lambda: tf.cast(tf.tensordot(tf.cast(pixels[..., :3], tf.float64), tf.constant(LUMA, tf.float64), axes=1), tf.float32),
+        lambda: pixels[..., 0],
+    )
+
+
+def is_png_or_jpeg(encoded: tf.Tensor) -> tf.Tensor:
+    """Elementwise: does each string start with the PNG or JPEG file signature?"""
+    return tf.logical_or(tf.equal(tf.strings.substr(encoded, 0, 8), PNG_SIGNATURE),
+                         tf.equal(tf.strings.substr(encoded, 0, 3), JPEG_SIGNATURE))
+
+
+def load_image(path: str, roi: tuple[int, int, int, int] | None, image_size: int,
+               intensity: str | Intensity = "minmax") -> np.ndarray:
     """One file → (image_size, image_size, 3) float32 in [0, 255] (what the model's input takes)."""
-    pixels = read_image(path, roi)
-    low, high = float(pixels.min()), float(pixels.max())
-    scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
-    resized = tf.image.resize(scaled[:, :, None], (image_size, image_size), antialias=True).numpy()
-    return np.repeat(np.clip(resized, 0.0, 255.0), 3, axis=-1).astype(np.float32)
+    return preprocess_gray(read_image(path, roi), image_size, intensity).numpy()
 
 
-def _decode_op(image_size: int):
+def _decode_op(image_size: int, intensity: str | Intensity = "minmax"):
     def decode(path: bytes, roi: np.ndarray) -> np.ndarray:
         box = None if roi[0] < 0 else tuple(int(v) for v in roi)
-        return load_image(path.decode(), box, image_size)
+        return read_image(path.decode(), box)
 
     def op(path, roi):
-        image = tf.numpy_function(decode, [path, roi], tf.float32, stateful=False)
+        pixels = tf.numpy_function(decode, [path, roi], tf.float32, stateful=False)
+        image = preprocess_gray(tf.ensure_shape(pixels, (None, None)), image_size, intensity)
         return tf.ensure_shape(image, (image_size, image_size, 3))
 
     return op
@@ -101,19 +189,21 @@ def make_dataset(
     batch_size: int,
     training: bool,
     seed: int = 0,
+    intensity: str | Intensity = "minmax",
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label)`` for the rows of ``cohort``.
 
     cohort: validated rows (``image``, ``label``, optional ROI columns). covariates: the
     (rows, dim) encoded matrix, or None for an image-only model. spec: the backbone (its
     normalisation), or None for a covariate-only model (no images are read). training:
-    shuffle each epoch and augment. Labels are (batch, 1) float32, 1 = osteoporosis.
+    shuffle each epoch and augment. intensity: per-image normalisation
+    (:func:`normalize_intensity`). Labels are (batch, 1) float32, 1 = osteoporosis.
     """
     labels = cohort["label"].to_numpy(dtype=np.float32)[:, None]
     columns: dict[str, tf.data.Dataset] = {}
     if spec is not None:
         paths = tf.data.Dataset.from_tensor_slices((cohort["image"].astype(str).to_numpy(), rois_of(cohort)))
-        columns["image"] = paths.map(_decode_op(image_size), num_parallel_calls=tf.data.AUTOTUNE).cache()
+        columns["image"] = paths.map(_decode_op(image_size, intensity), num_parallel_calls=tf.data.AUTOTUNE).cache()
     if covariates is not None:
         columns["covariates"] = tf.data.Dataset.from_tensor_slices(covariates.astype(np.float32))
     if not columns:

@@ -4,13 +4,19 @@ The hip protocol (Yamamoto 2020): a random 8:1:1 split. We stratify by label so 
 has the cohort's prevalence, and split *patients*, not images, so that no patient's images
 appear in two splits (a patient is osteoporotic if any of their rows is). The split is a
 pure function of (cohort, ratios, seed).
+
+The dental protocol (Sukegawa 2022): stratified k-fold cross-validation grouped by patient
+(scikit-learn's ``StratifiedGroupKFold``), each training fold split again train/val 8:1
+(patient-grouped, stratified), the whole repeated R times with different shuffles. Every
+split is a pure function of (cohort, folds, val_ratio, seed, repeat, fold); the seeds of the
+repeats and folds are derived from the base seed by :func:`derive_seed`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from osteo_tf.errors import OsteoInputError
 
@@ -53,6 +59,66 @@ def random_split(
     patient_split = {p: name for name, ps in zip(SPLIT_NAMES, (train, val, test)) for p in ps}
     assigned = cohort["patient_id"].map(patient_split).to_numpy()
     return {name: np.flatnonzero(assigned == name) for name in SPLIT_NAMES}
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 31-bit seed for (seed, *keys), e.g. (seed, repeat, fold); stable across platforms."""
+    state = np.random.SeedSequence([int(seed), *(int(k) for k in keys)]).generate_state(1, dtype=np.uint32)
+    return int(state[0] >> 1)
+
+
+def kfold_splits(
+    cohort: pd.DataFrame, folds: int = 5, val_ratio: tuple[float, float] = (8, 1), seed: int = 0, repeat: int = 0
+) -> list[dict[str, np.ndarray]]:
+    """All ``folds`` train/val/test splits of one repeat of stratified, patient-grouped k-fold CV.
+
+    Fold f's test rows are the f-th ``StratifiedGroupKFold`` fold (shuffled with
+    ``derive_seed(seed, repeat)``); the remaining patients are split train:val by
+    ``val_ratio``, stratified by patient label, with ``derive_seed(seed, repeat, f)``.
+    Each element is ``{"train", "val", "test"}`` → sorted positional row indices; the test
+    sets of the folds partition the rows.
+    """
+    if folds < 2 or len(val_ratio) != 2 or min(val_ratio) <= 0:
+        raise OsteoInputError(f"k-fold needs folds >= 2 and val_ratio of two positive numbers, got {folds}, {val_ratio}")
+    per_patient = patient_labels(cohort)
+    counts = per_patient.value_counts().to_dict()
+    if len(counts) < 2 or min(counts.values()) < folds:
+        raise OsteoInputError(
+            f"cannot make a stratified {folds}-fold split of {len(per_patient)} patients (patients per label: "
+            f"{counts}): every fold needs patients of both labels; use fewer folds or a larger cohort"
+        )
+    outer = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=derive_seed(seed, repeat))
+    labels, groups = cohort["label"].to_numpy(), cohort["patient_id"].to_numpy()
+    result = []
+    for fold, (rest, test) in enumerate(outer.split(np.zeros(len(cohort)), labels, groups)):
+        val = _stratified_sample(per_patient.loc[np.unique(groups[rest])], val_ratio[1] / sum(val_ratio),
+                                 np.random.default_rng(derive_seed(seed, repeat, fold)), fold)
+        val_rows = np.flatnonzero(np.isin(groups, val))
+        result.append({"train": np.setdiff1d(rest, val_rows), "val": val_rows, "test": np.sort(test)})
+    return result
+
+
+def _stratified_sample(patients: pd.Series, fraction: float, rng: np.random.Generator, fold: int) -> np.ndarray:
+    """round(fraction × n) patients of each label (at least 1, never all), chosen at random."""
+    chosen = []
+    for label, members in patients.groupby(patients, sort=True):
+        if len(members) < 2:
+            raise OsteoInputError(
+                f"fold {fold}'s training part has {len(members)} patient(s) of label {label}: too few to split "
+                "train/val with both labels in each; use fewer folds or a larger cohort")
+        size = min(max(1, round(fraction * len(members))), len(members) - 1)
+        chosen.append(rng.choice(members.index.to_numpy(), size, replace=False))
+    return np.concatenate(chosen)
+
+
+def kfold_split(
+    cohort: pd.DataFrame, fold: int, folds: int = 5, val_ratio: tuple[float, float] = (8, 1), seed: int = 0,
+    repeat: int = 0,
+) -> dict[str, np.ndarray]:
+    """Fold ``fold`` (0-based) of :func:`kfold_splits`."""
+    if not 0 <= fold < folds:
+        raise OsteoInputError(f"fold {fold} is out of range for {folds} folds")
+    return kfold_splits(cohort, folds, val_ratio, seed, repeat)[fold]
 
 
 def splits_table(cohort: pd.DataFrame, splits: dict[str, np.ndarray]) -> pd.DataFrame:

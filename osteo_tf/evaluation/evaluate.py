@@ -17,11 +17,12 @@ from osteo_tf.data.covariates import CovariateEncoder
 from osteo_tf.data.manifest import ManifestConfig
 from osteo_tf.data.splits import splits_from_table
 from osteo_tf.evaluation.metrics import binary_metrics
+from osteo_tf.evaluation.threshold import run_threshold
 from osteo_tf.io import read_json, write_csv, write_json
 from osteo_tf.models import uses_covariates
 from osteo_tf.training.config import TrainConfig
 from osteo_tf.training.run_dir import RunDir
-from osteo_tf.training.train import load_cohort, predict_rows
+from osteo_tf.training.train import exclusions_of, load_cohort, predict_rows
 
 
 def load_run(path: str | Path) -> tuple[RunDir, TrainConfig, dict, keras.Model]:
@@ -29,7 +30,7 @@ def load_run(path: str | Path) -> tuple[RunDir, TrainConfig, dict, keras.Model]:
     run = RunDir(path).require_complete()
     settings = run.read_config()
     config = TrainConfig.from_dict(settings["train"])
-    model = keras.models.load_model(run.model, safe_mode=True)
+    model = run.load_model()  # keras safe_mode=True: no code, no pickles
     return run, config, settings, model
 
 
@@ -39,7 +40,8 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
     Without ``manifest``: the run's own ``split`` rows (default the held-out test split).
     With ``manifest``: every row of that (external) cohort. Writes
     ``evaluation_<name>.json`` and ``evaluation_<name>_predictions.csv`` in the run folder
-    and returns the metrics dict of :func:`binary_metrics`.
+    and returns the metrics dict of :func:`binary_metrics`, at the run's decision threshold
+    (:func:`~osteo_tf.evaluation.threshold.run_threshold`: ``osteo threshold``'s, else 0.5).
     """
     run_dir, config, settings, model = load_run(run)
     manifest_config = ManifestConfig.from_dict(settings.get("manifest_config"))
@@ -50,12 +52,14 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
         name = split
     else:
         rows, name = cohort, f"external_{Path(manifest).stem}"
+        if config.allow_exclusions:  # the external rows left out, as the run's exclusions.csv
+            write_csv(run_dir.path / f"evaluation_{name}_exclusions.csv", exclusions_of(cohort))
     encoded = None
     if uses_covariates(config.mode):
         encoder = CovariateEncoder.from_dict(read_json(run_dir.encoder))
         encoded = encoder.transform(rows)
     probability = predict_rows(model, rows, encoded, config)
-    metrics = binary_metrics(rows["label"].to_numpy(), probability, config.threshold)
+    metrics = binary_metrics(rows["label"].to_numpy(), probability, run_threshold(run_dir.path))
     write_json(run_dir.path / f"evaluation_{name}.json", {"source": str(Path(source).resolve()), "rows": name, **metrics})
     write_csv(run_dir.path / f"evaluation_{name}_predictions.csv", pd.DataFrame({
         "image": rows["image"].to_numpy(), "label": rows["label"].to_numpy(), "probability": np.round(probability, 6),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from osteo_tf.data.covariates import IMPUTE_METHODS
+from osteo_tf.data.images import parse_intensity
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.models import MODES, get_backbone_spec
 
@@ -22,6 +24,11 @@ class TrainConfig:
     covariates: column names, or "hip"/"dental" for the papers' sets, or "auto" (hip set
     when the manifest has hip_fracture_history, else the dental set). split: train:val:test
     ratios of the random split. weights: "none", "imagenet" or a .weights.h5 path.
+    intensity: per-image normalisation, "minmax" or "percentile:LOW,HIGH"
+    (:func:`osteo_tf.data.pipeline.normalize_intensity`). impute: "none" (a missing covariate
+    is an error) or "median" (training-row medians plus missing indicators).
+    allow_exclusions: leave invalid manifest rows out (listed in the run's exclusions.csv)
+    instead of stopping. deterministic: TensorFlow op determinism (identical reruns).
     """
 
     backbone: str = "efficientnet_b0"
@@ -38,6 +45,10 @@ class TrainConfig:
     split: tuple[float, float, float] = (8.0, 1.0, 1.0)
     seed: int = 0
     threshold: float = 0.5
+    intensity: str = "minmax"
+    impute: str = "none"
+    allow_exclusions: bool = False
+    deterministic: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -49,6 +60,9 @@ class TrainConfig:
         self.split = tuple(float(v) for v in self.split)
         if isinstance(self.covariates, list):
             self.covariates = tuple(self.covariates)
+        self.intensity = str(parse_intensity(self.intensity))
+        if self.impute not in IMPUTE_METHODS:
+            raise OsteoInputError(f"invalid training option impute={self.impute!r}; choose one of: {', '.join(IMPUTE_METHODS)}")
         checks = {
             "image_size": self.image_size >= 32, "epochs": self.epochs >= 1, "patience": self.patience >= 1,
             "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,

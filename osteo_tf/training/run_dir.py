@@ -4,6 +4,7 @@ Layout (every file written under a temporary name and renamed)::
 
     run/
       config.json              training options, manifest path and settings, versions
+      exclusions.csv           manifest rows left out (--allow-exclusions) and why; header only if none
       splits.csv               image, patient_id, label, split (train/val/test)
       covariate_encoder.json   encoding statistics fitted on the training rows
       history.csv              one row per epoch (loss, auc, val_loss, val_auc, …)
@@ -14,6 +15,7 @@ Layout (every file written under a temporary name and renamed)::
       predictions.csv          validation and test predictions (probability per image)
       metrics.json             binary_metrics on validation and test
       roc.png                  test ROC curve
+      threshold.json           decision threshold chosen on val by `osteo threshold` (absent: 0.5)
       COMPLETE                 written last: a run without it is not finished
 """
 
@@ -46,6 +48,8 @@ class RunDir:
     predictions = property(lambda self: self.path / "predictions.csv")
     metrics = property(lambda self: self.path / "metrics.json")
     roc = property(lambda self: self.path / "roc.png")
+    threshold = property(lambda self: self.path / "threshold.json")
+    exclusions = property(lambda self: self.path / "exclusions.csv")
     complete_marker = property(lambda self: self.path / "COMPLETE")
 
     @property
@@ -54,6 +58,27 @@ class RunDir:
 
     def read_config(self) -> dict:
         return read_json(self.config)
+
+    def load_model(self, path: str | Path | None = None):
+        """The run's ``model.keras`` (or ``path``), loaded with Keras ``safe_mode=True``.
+
+        Safe mode refuses to deserialise code (``Lambda`` layers, pickled Python), so a
+        model file from an untrusted run folder cannot run anything on load; nothing in a
+        run folder is ever unpickled. A refused or damaged file is an OsteoInputError.
+        """
+        import keras
+
+        path = Path(path) if path is not None else self.model
+        if not path.is_file():
+            raise OsteoInputError(f"model file {path} does not exist")
+        try:
+            return keras.models.load_model(path, safe_mode=True)
+        except Exception as error:  # Keras raises ValueError / TypeError / OSError / zip errors
+            raise OsteoInputError(
+                f"refusing to load {path}: it cannot be loaded in Keras safe mode ({type(error).__name__}: "
+                f"{str(error)[:300]}). Model files holding code (e.g. Lambda layers) are not loaded, and a "
+                "damaged file is not a finished run: retrain it with osteo train"
+            ) from None
 
     def require_complete(self) -> "RunDir":
         """Raises a clear error unless the run finished (its COMPLETE marker exists)."""

@@ -11,6 +11,7 @@ fit resumes from its last finished epoch when the same command is run again.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import time
 from pathlib import Path
@@ -21,14 +22,15 @@ import pandas as pd
 import tensorflow as tf
 
 from osteo_tf.data.covariates import CovariateEncoder
-from osteo_tf.data.manifest import ManifestConfig, read_manifest
+from osteo_tf.data.manifest import ManifestConfig, check_manifest, present_columns
 from osteo_tf.data.pipeline import make_dataset
 from osteo_tf.data.splits import random_split, splits_table
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
 from osteo_tf.io import atomic_path, write_csv, write_json
 from osteo_tf.models import build_model, get_backbone_spec, uses_covariates, uses_images
-from osteo_tf.training.config import COVARIATE_SETS, TrainConfig
+from osteo_tf.training.callbacks import AtomicBestCheckpoint, AtomicHistory
+from osteo_tf.training.config import TrainConfig
 from osteo_tf.training.run_dir import RunDir
 
 CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
@@ -47,14 +49,44 @@ def distribution_strategy() -> tf.distribute.Strategy:
 def load_cohort(manifest: str | Path, config: TrainConfig, manifest_config: ManifestConfig | None = None) -> pd.DataFrame:
     """Reads and validates the manifest, requiring the canonical covariates the model uses.
 
-    With covariates "auto", age, sex and BMI are required and the fracture history is used
-    when the manifest has it.
+    With covariates "auto", age, sex and BMI are required, and the fracture history too when
+    the manifest has its column. Any invalid row is an error, unless
+    ``config.allow_exclusions``: then the invalid rows are left out, logged with their
+    reasons, and their records kept in ``cohort.attrs["osteo_exclusions"]`` (``train``
+    writes them to the run's ``exclusions.csv``). With ``config.impute`` the required
+    covariate columns may have empty cells.
     """
+    base = manifest_config or ManifestConfig()
     required: tuple[str, ...] = ()
     if uses_covariates(config.mode):
-        wanted = COVARIATE_SETS["dental"] if config.covariates == "auto" else config.covariate_columns([])
+        wanted = config.covariate_columns(sorted(present_columns(manifest, base)))
         required = tuple(c for c in wanted if c in CANONICAL_COVARIATES)
-    return read_manifest(manifest, dataclasses.replace(manifest_config or ManifestConfig(), required=required))
+    check = check_manifest(manifest, dataclasses.replace(base, required=required, allow_missing=config.impute != "none"))
+    if not config.allow_exclusions:
+        check.raise_if_any()
+    check.require_rows()
+    if check.n_excluded:
+        log(check.summary())
+    cohort = check.cohort
+    cohort.attrs["osteo_exclusions"] = check.records()
+    cohort.attrs["osteo_manifest_rows"] = check.n_rows
+    return cohort
+
+
+def exclusions_of(cohort: pd.DataFrame) -> pd.DataFrame:
+    """The exclusion records :func:`load_cohort` attached to a cohort (empty if none)."""
+    from osteo_tf.data.exclusions import exclusion_table
+
+    return exclusion_table(list(cohort.attrs.get("osteo_exclusions", [])))
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    """Seeds Python, NumPy, TensorFlow and Keras; with ``deterministic`` also TensorFlow's op
+    determinism (``tf.config.experimental.enable_op_determinism``: same inputs, same seed →
+    bit-identical results on the same machine, at some speed cost). Process-wide."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
@@ -63,7 +95,8 @@ def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
         raise OsteoInputError(f"run {run.path} is already complete; choose another --out, or pass --force to retrain it")
     if run.config.is_file() and not force:
         previous = run.read_config()
-        if previous.get("train") != settings["train"] or previous.get("manifest") != settings["manifest"]:
+        now = json.loads(json.dumps(settings, default=str))  # as written: tuples become lists
+        if any(previous.get(key) != now.get(key) for key in ("train", "manifest", "splits")):
             raise OsteoInputError(
                 f"{run.path} holds an unfinished run with different settings; choose another --out "
                 "or pass --force to discard it"
@@ -80,10 +113,11 @@ def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
 def callbacks(run: RunDir, config: TrainConfig) -> list[keras.callbacks.Callback]:
     run.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [
-        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=True),
+        # double_checkpoint: a backup damaged by a kill mid-write falls back to the previous one
+        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=True, double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=1),
-        keras.callbacks.ModelCheckpoint(str(run.checkpoint), monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger(str(run.history), append=True),
+        AtomicBestCheckpoint(run.checkpoint, monitor="val_loss", history=run.history),  # crash-safe
+        AtomicHistory(run.history),
         keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False, profile_batch=0),
     ]
 
@@ -103,7 +137,8 @@ def compile_model(model: keras.Model, config: TrainConfig) -> keras.Model:
 def predict_rows(model: keras.Model, cohort: pd.DataFrame, covariates: np.ndarray | None, config: TrainConfig) -> np.ndarray:
     """Probabilities (rows,) for the given rows, in row order, without augmentation."""
     spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
-    dataset = make_dataset(cohort, covariates, spec, config.image_size, config.batch_size, training=False)
+    dataset = make_dataset(cohort, covariates, spec, config.image_size, config.batch_size, training=False,
+                           intensity=config.intensity)
     return model.predict(dataset, verbose=0).reshape(-1).astype(np.float64)
 
 
@@ -135,13 +170,16 @@ def train(
     force: bool = False,
     verbose: int | str = "auto",
     cohort: pd.DataFrame | None = None,
+    splits: dict[str, np.ndarray] | None = None,
     **options,
 ) -> RunDir:
     """Trains one model on ``manifest`` and writes a complete run folder at ``out``.
 
     ``options`` are TrainConfig fields (backbone, mode, image_size, epochs, …) used when
     ``config`` is None. ``cohort`` may pass an already validated table of the same manifest
-    (the demo reads it once for several models). Returns the run folder.
+    (the demo reads it once for several models). ``splits`` may give the train/val/test
+    positional row indices of the cohort (e.g. one fold of k-fold CV); by default the rows
+    are split at random by ``config.split`` and ``config.seed``. Returns the run folder.
     """
     config = config or TrainConfig(**options)
     run = RunDir(out)
@@ -154,18 +192,24 @@ def train(
         "train": config.to_dict(), "manifest": str(Path(manifest).resolve()),
         "manifest_config": None if manifest_config is None else manifest_config.to_dict(),
         "covariate_columns": list(covariate_columns), "versions": versions(),
+        "splits": None if splits is None else _splits_digest(cohort, splits),
     }
+    exclusions = exclusions_of(cohort)
+    settings["exclusions"] = {"manifest_rows": int(cohort.attrs.get("osteo_manifest_rows", len(cohort))),
+                              "excluded_rows": int(exclusions["line"].nunique()),
+                              "by_reason": exclusions.drop_duplicates(["line", "reason"])["reason"].value_counts().to_dict()}
     prepare_run(run, settings, force)
-    keras.utils.set_random_seed(config.seed)
+    write_csv(run.exclusions, exclusions)
+    set_determinism(config.seed, config.deterministic)
 
-    splits = random_split(cohort, config.split, config.seed)
+    splits = random_split(cohort, config.split, config.seed) if splits is None else splits
     write_csv(run.splits, splits_table(cohort, splits))
     counts = {name: f"{len(rows)} ({int(cohort['label'].iloc[rows].sum())} osteoporosis)" for name, rows in splits.items()}
     log(f"{len(cohort)} images, split train/val/test: {counts['train']} / {counts['val']} / {counts['test']}")
 
     encoded = None
     if uses_covariates(config.mode):
-        encoder = CovariateEncoder.for_columns(covariate_columns, cohort).fit(cohort.iloc[splits["train"]])
+        encoder = CovariateEncoder.for_columns(covariate_columns, cohort, impute=config.impute).fit(cohort.iloc[splits["train"]])
         write_json(run.encoder, encoder.to_dict())
         encoded = encoder.transform(cohort)
         log(f"covariates {list(covariate_columns)} → {encoder.dim}-vector {encoder.feature_names}")
@@ -173,7 +217,8 @@ def train(
     spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
     datasets = {
         name: make_dataset(cohort.iloc[rows], None if encoded is None else encoded[rows], spec,
-                           config.image_size, config.batch_size, training=(name == "train"), seed=config.seed)
+                           config.image_size, config.batch_size, training=(name == "train"), seed=config.seed,
+                           intensity=config.intensity)
         for name, rows in splits.items() if name != "test"
     }
     strategy = distribution_strategy()
@@ -192,6 +237,22 @@ def train(
     write_json(run.complete_marker, {"seconds": round(time.time() - started, 1), "test_auc": metrics["test"]["auc"]})
     log(f"run complete: {run.path} (test AUC {metrics['test']['auc']:.3f})")
     return run
+
+
+def _splits_digest(cohort: pd.DataFrame, splits: dict[str, np.ndarray]) -> str:
+    """Checks caller-given splits (disjoint, in range, train/val/test non-empty); returns their SHA-256."""
+    import hashlib
+
+    if sorted(splits) != ["test", "train", "val"]:
+        raise OsteoInputError(f"splits must have keys train, val and test, got {sorted(splits)}")
+    rows = np.concatenate([np.asarray(splits[k], dtype=np.int64) for k in ("train", "val", "test")])
+    if min(len(splits[k]) for k in splits) == 0 or rows.min() < 0 or rows.max() >= len(cohort) \
+            or len(np.unique(rows)) != len(rows):
+        raise OsteoInputError(f"splits must be non-empty, disjoint row indices into the {len(cohort)}-row cohort")
+    digest = hashlib.sha256()
+    for key in ("train", "val", "test"):
+        digest.update(key.encode() + np.sort(np.asarray(splits[key], dtype=np.int64)).tobytes())
+    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:

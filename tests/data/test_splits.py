@@ -58,3 +58,67 @@ def test_table_round_trip():
 def test_too_small_cohort_is_a_clear_error():
     with pytest.raises(OsteoInputError, match="patients per label"):
         random_split(cohort(patients=6, images_per_patient=1))
+
+
+# --------------------------------------------------------------------------- k-fold (dental protocol)
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from osteo_tf.data.splits import derive_seed, kfold_split, kfold_splits
+
+
+def assert_disjoint_patients(table, split):
+    patients = {k: set(table["patient_id"].iloc[v]) for k, v in split.items()}
+    assert not patients["train"] & patients["val"]
+    assert not patients["train"] & patients["test"]
+    assert not patients["val"] & patients["test"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patients=st.integers(30, 150), folds=st.integers(2, 6), prevalence=st.floats(0.2, 0.8),
+       seed=st.integers(0, 2**16), repeat=st.integers(0, 30))
+def test_kfold_partitions_rows_and_keeps_class_ratios_within_one(patients, folds, prevalence, seed, repeat):
+    labels = (np.random.default_rng(seed).random(patients) < prevalence).astype(int)
+    if min(labels.sum(), patients - labels.sum()) < 2 * folds:
+        labels[: 2 * folds], labels[2 * folds: 4 * folds] = 1, 0
+    table = pd.DataFrame({"image": [f"{p}.png" for p in range(patients)], "patient_id": [f"P{p}" for p in range(patients)],
+                          "label": labels})
+    splits = kfold_splits(table, folds, (8, 1), seed=seed, repeat=repeat)
+    assert len(splits) == folds
+    tests = np.concatenate([s["test"] for s in splits])
+    assert sorted(tests.tolist()) == list(range(patients))  # every row is tested exactly once
+    for split in splits:
+        assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(patients))
+        assert_disjoint_patients(table, split)
+        for label in (0, 1):  # the test fold holds its share of each class, ±1 sample
+            share = (labels == label).sum() / folds
+            assert abs((labels[split["test"]] == label).sum() - share) < 1
+        assert len(split["val"]) == pytest.approx((len(split["train"]) + len(split["val"])) / 9, abs=2)
+        assert set(labels[split["val"]]) == {0, 1}
+
+
+def test_kfold_groups_every_patients_images():
+    table = cohort(patients=120, images_per_patient=3)
+    for split in kfold_splits(table, 5, seed=4, repeat=2):
+        assert_disjoint_patients(table, split)
+
+
+def test_kfold_is_reproducible_from_seed_repeat_and_fold():
+    table = cohort(patients=100)
+    a = kfold_split(table, 3, 5, seed=1, repeat=2)
+    b = kfold_split(table, 3, 5, seed=1, repeat=2)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    other_repeat = kfold_split(table, 3, 5, seed=1, repeat=3)
+    other_seed = kfold_split(table, 3, 5, seed=2, repeat=2)
+    assert not np.array_equal(a["test"], other_repeat["test"])
+    assert not np.array_equal(a["test"], other_seed["test"])
+    assert derive_seed(1, 2, 3) == derive_seed(1, 2, 3) != derive_seed(1, 3, 2)
+    assert 0 <= derive_seed(2**31, 999) < 2**31
+
+
+def test_kfold_too_few_patients_is_a_clear_error():
+    with pytest.raises(OsteoInputError, match="patients per label"):
+        kfold_splits(cohort(patients=8, images_per_patient=1), 5)
+    with pytest.raises(OsteoInputError, match="out of range"):
+        kfold_split(cohort(), 5, 5)

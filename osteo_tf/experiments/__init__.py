@@ -1,0 +1,1 @@
+"""Experiment grids: YAML configs (:mod:`.config`) and the resumable, shardable runner (:mod:`.runner`)."""

@@ -1,0 +1,326 @@
+"""Experiment configs: one YAML file describes a whole study grid, validated on load.
+
+``load_experiment("demo")`` reads a config shipped in the package (``osteo_tf/configs/``);
+``load_experiment("path/to/x.yaml")`` reads a file. Schema (every key but ``name`` optional)::
+
+    name: hip_2020                     # the experiment's name (letters, digits, _ and -)
+    description: free text
+    seed: 0                            # base seed; each (repeat, fold) derives its own
+    cohort:                            # exactly one of:
+      manifest: cohort.csv             #   a manifest (relative to the YAML's folder; to the
+                                       #   working directory for a packaged config), or
+      phantom: {kind: hip, n: 500, image_size: 48, seed: 0}   # a synthetic cohort
+      manifest_config: {columns: {...}, sex_codes: {...}}       # optional, with a manifest
+    backbones: [resnet18, efficientnet_b3]
+    modes: [image_only, ensemble]      # and/or covariates_only (fitted once per split)
+    covariates: [age, sex, bmi, hip_fracture_history]          # or "hip" / "dental"
+    split: {kind: random, ratios: [8, 1, 1], repeats: 1}
+       or {kind: kfold, folds: 5, repeats: 30, val_ratio: [8, 1]}
+    train: {epochs: 100, patience: 20, batch_size: 16, image_size: null,
+            learning_rate: null, weights: none, momentum: 0.9, weight_decay: 0, threshold: 0.5}
+
+A config may name no cohort (the papers' configs): the cohort is then given at run time
+(``osteo experiment hip_2020 --manifest cohort.csv``). Every mistake raises
+:class:`OsteoInputError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from osteo_tf.errors import OsteoInputError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # package data: osteo_tf/configs/*.yaml
+MODES = ("image_only", "ensemble", "covariates_only")
+CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
+COVARIATE_ALIASES = {"hip": ("age", "bmi", "sex", "hip_fracture_history"), "dental": ("age", "bmi", "sex")}
+PHANTOM_COLUMNS = {"hip": CANONICAL_COVARIATES, "dental": ("age", "sex", "bmi")}
+TRAIN_KEYS = ("epochs", "patience", "batch_size", "image_size", "learning_rate", "weights",
+              "momentum", "weight_decay", "threshold")
+TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "covariates", "split", "train")
+
+
+@dataclass(frozen=True)
+class PhantomSpec:
+    """A synthetic cohort generated into the experiment folder (osteo_tf.data.synthetic)."""
+
+    kind: str = "hip"
+    n: int = 500
+    image_size: int = 48
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """``random``: one train/val/test split per repeat (ratios). ``kfold``: stratified k-fold
+    per repeat, each training fold split train/val by ``val_ratio``."""
+
+    kind: str = "kfold"
+    folds: int = 5
+    repeats: int = 1
+    ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
+    val_ratio: tuple[float, float] = (8.0, 1.0)
+
+    @property
+    def n_folds(self) -> int:
+        return self.folds if self.kind == "kfold" else 1
+
+    def to_dict(self) -> dict:
+        if self.kind == "random":
+            return {"kind": "random", "ratios": list(self.ratios), "repeats": self.repeats}
+        return {"kind": "kfold", "folds": self.folds, "repeats": self.repeats, "val_ratio": list(self.val_ratio)}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A validated experiment: cohort × backbones × modes × repeats × folds."""
+
+    name: str
+    backbones: tuple[str, ...]
+    modes: tuple[str, ...]
+    covariates: tuple[str, ...]
+    split: SplitSpec
+    train: dict = field(default_factory=dict)
+    seed: int = 0
+    manifest: str | None = None
+    manifest_config: dict | None = None
+    phantom: PhantomSpec | None = None
+    description: str = ""
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        """The resolved config, as written to ``DIR/experiment.yaml`` (loads back identically)."""
+        cohort: dict[str, Any] = {}
+        if self.phantom is not None:
+            cohort["phantom"] = dataclasses.asdict(self.phantom)
+        if self.manifest is not None:
+            cohort["manifest"] = self.manifest
+        if self.manifest_config is not None:
+            cohort["manifest_config"] = self.manifest_config
+        return {"name": self.name, "description": self.description, "seed": self.seed, "cohort": cohort,
+                "backbones": list(self.backbones), "modes": list(self.modes), "covariates": list(self.covariates),
+                "split": self.split.to_dict(), "train": dict(self.train)}
+
+    def hash(self) -> str:
+        """12 hex digits of SHA-256 over everything that changes results (not the description)."""
+        values = {k: v for k, v in self.to_dict().items() if k != "description"}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+    def with_manifest(self, manifest: str | Path) -> "ExperimentConfig":
+        """The same study on another cohort manifest (replaces a phantom), validated again."""
+        changed = dataclasses.replace(self, manifest=str(Path(manifest).resolve()), phantom=None)
+        _check_covariates(changed, _where(self.source))
+        return changed
+
+    def train_config(self, backbone: str, mode: str, seed: int):
+        """The TrainConfig of one fit."""
+        from osteo_tf.training.config import TrainConfig
+
+        return TrainConfig(backbone=backbone, mode=mode, covariates=self.covariates, seed=seed, **self.train)
+
+
+def load_experiment(path_or_name: str | Path, manifest: str | Path | None = None) -> ExperimentConfig:
+    """Reads and validates a config: a YAML path, or the name of a packaged config.
+
+    ``manifest`` replaces the config's cohort with that manifest. Raises OsteoInputError for
+    a missing file, bad YAML, an unknown key, backbone, mode or covariate column, or a bad
+    split or training option.
+    """
+    text, source, base = _read(path_or_name)
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise OsteoInputError(f"{source} is not valid YAML: {error}") from None
+    config = parse_experiment(values, source=source, base=base)
+    return config.with_manifest(manifest) if manifest is not None else config
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped in the package (``osteo_tf/configs/*.yaml``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _read(path_or_name: str | Path) -> tuple[str, str, Path]:
+    path = Path(path_or_name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise OsteoInputError(f"experiment config {path} does not exist")
+        return path.read_text(), str(path), path.resolve().parent
+    name = str(path_or_name)
+    if name not in packaged_configs():
+        raise OsteoInputError(f"no experiment config '{name}': give a .yaml path or one of the packaged "
+                              f"configs: {', '.join(packaged_configs())}")
+    text = (CONFIG_DIR / f"{name}.yaml").read_text()
+    return text, f"packaged config '{name}'", Path.cwd()
+
+
+def _where(source: str) -> str:
+    return f"{source}: " if source else ""
+
+
+def parse_experiment(values: Any, source: str = "", base: Path | None = None) -> ExperimentConfig:
+    """Validates a config mapping (as read from YAML); relative manifest paths resolve against ``base``."""
+    where = _where(source)
+    if not isinstance(values, dict):
+        raise OsteoInputError(f"{where}an experiment config must be a mapping of keys, got {type(values).__name__}")
+    _unknown(values, TOP_KEYS, where, "")
+    name = values.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise OsteoInputError(f"{where}'name' must be a word of letters, digits, _ . or -, got {name!r}")
+    seed = _int(values.get("seed", 0), f"{where}'seed'", 0)
+    backbones = _names(values.get("backbones"), f"{where}'backbones'")
+    from osteo_tf.models.backbones import REGISTRY
+
+    for backbone in backbones:
+        if backbone not in REGISTRY:
+            raise OsteoInputError(f"{where}unknown backbone '{backbone}' in 'backbones'; choose from: {', '.join(REGISTRY)}")
+    modes = _names(values.get("modes", ["image_only", "ensemble"]), f"{where}'modes'")
+    for mode in modes:
+        if mode not in MODES:
+            raise OsteoInputError(f"{where}unknown mode '{mode}' in 'modes'; choose from: {', '.join(MODES)}")
+    covariates = values.get("covariates", "dental")
+    if isinstance(covariates, str) and covariates in COVARIATE_ALIASES:
+        covariates = list(COVARIATE_ALIASES[covariates])
+    covariates = _names(covariates, f"{where}'covariates'")
+    manifest, manifest_config, phantom = _cohort(values.get("cohort"), where, base or Path.cwd())
+    config = ExperimentConfig(
+        name=name, backbones=backbones, modes=modes, covariates=covariates, split=_split(values.get("split"), where),
+        train=_train(values.get("train"), where), seed=seed, manifest=manifest, manifest_config=manifest_config,
+        phantom=phantom, description=str(values.get("description") or "").strip(), source=source,
+    )
+    for backbone in backbones:  # every training option must make a valid TrainConfig
+        try:
+            config.train_config(backbone, modes[0], seed)
+        except OsteoInputError as error:
+            raise OsteoInputError(f"{where}'train': {error}") from None
+    _check_covariates(config, where)
+    return config
+
+
+def _unknown(values: dict, known: tuple[str, ...], where: str, section: str) -> None:
+    unknown = sorted(str(k) for k in values if k not in known)
+    if unknown:
+        raise OsteoInputError(f"{where}unknown key(s) {unknown}{' in ' + repr(section) if section else ''}; "
+                              f"known: {', '.join(known)}")
+
+
+def _int(value: Any, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise OsteoInputError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _ratios(value: Any, count: int, what: str) -> tuple[float, ...]:
+    ok = isinstance(value, (list, tuple)) and len(value) == count and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+    if not ok:
+        raise OsteoInputError(f"{what} must be a list of {count} positive numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise OsteoInputError(f"{what} must be a non-empty list of names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise OsteoInputError(f"{what} lists a name twice: {value}")
+    return tuple(value)
+
+
+def _split(value: Any, where: str) -> SplitSpec:
+    if not isinstance(value, dict) or value.get("kind") not in ("random", "kfold"):
+        raise OsteoInputError(f"{where}'split' must be a mapping with kind: random or kind: kfold, got {value!r}")
+    what = f"{where}split."
+    if value["kind"] == "random":
+        _unknown(value, ("kind", "ratios", "repeats"), where, "split")
+        return SplitSpec(kind="random", repeats=_int(value.get("repeats", 1), what + "repeats", 1),
+                         ratios=_ratios(value.get("ratios", [8, 1, 1]), 3, what + "ratios"))
+    _unknown(value, ("kind", "folds", "repeats", "val_ratio"), where, "split")
+    return SplitSpec(kind="kfold", folds=_int(value.get("folds", 5), what + "folds", 2),
+                     repeats=_int(value.get("repeats", 1), what + "repeats", 1),
+                     val_ratio=_ratios(value.get("val_ratio", [8, 1]), 2, what + "val_ratio"))
+
+
+def _train(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise OsteoInputError(f"{where}'train' must be a mapping of training options, got {value!r}")
+    _unknown(value, TRAIN_KEYS, where, "train")
+    train = {k: v for k, v in value.items() if v is not None}
+    if "weights" in train:
+        train["weights"] = str(train["weights"])  # YAML reads a bare `none` as the string "none"
+    return train
+
+
+def _cohort(value: Any, where: str, base: Path) -> tuple[str | None, dict | None, PhantomSpec | None]:
+    if value is None:
+        return None, None, None
+    if not isinstance(value, dict):
+        raise OsteoInputError(f"{where}'cohort' must be a mapping (manifest: PATH or phantom: {{...}}), got {value!r}")
+    _unknown(value, ("manifest", "phantom", "manifest_config"), where, "cohort")
+    if value.get("manifest") is not None and value.get("phantom") is not None:
+        raise OsteoInputError(f"{where}'cohort' gives both a manifest and a phantom; keep one")
+    manifest_config = value.get("manifest_config")
+    if manifest_config is not None:
+        from osteo_tf.data.manifest import ManifestConfig
+
+        try:
+            manifest_config = ManifestConfig.from_dict(manifest_config).to_dict()
+        except OsteoInputError as error:
+            raise OsteoInputError(f"{where}cohort.{error}") from None
+    if value.get("phantom") is not None:
+        spec = value["phantom"]
+        if not isinstance(spec, dict):
+            raise OsteoInputError(f"{where}cohort.phantom must be a mapping {{kind, n, image_size, seed}}, got {spec!r}")
+        _unknown(spec, ("kind", "n", "image_size", "seed"), where, "cohort.phantom")
+        phantom = PhantomSpec(**spec)
+        if phantom.kind not in PHANTOM_COLUMNS:
+            raise OsteoInputError(f"{where}cohort.phantom.kind must be hip or dental, got {phantom.kind!r}")
+        _int(phantom.n, f"{where}cohort.phantom.n", 10)
+        _int(phantom.image_size, f"{where}cohort.phantom.image_size", 32)
+        _int(phantom.seed, f"{where}cohort.phantom.seed", 0)
+        return None, manifest_config, phantom
+    if value.get("manifest") is None:
+        return None, manifest_config, None
+    path = Path(str(value["manifest"]))
+    return str(path if path.is_absolute() else (base / path).resolve()), manifest_config, None
+
+
+def _check_covariates(config: ExperimentConfig, where: str) -> None:
+    """Each covariate must be a column of the cohort (or, with no cohort yet, a canonical covariate)."""
+    if config.phantom is not None:
+        available, cohort = PHANTOM_COLUMNS[config.phantom.kind], f"the {config.phantom.kind} phantom"
+    elif config.manifest is not None:
+        available, cohort = _manifest_columns(config, where), f"manifest {config.manifest}"
+    else:
+        available, cohort = CANONICAL_COVARIATES, "the data contract (no cohort given yet)"
+    for name in config.covariates:
+        if name not in available:
+            raise OsteoInputError(f"{where}unknown covariate column '{name}' in 'covariates': not in {cohort}; "
+                                  f"available: {', '.join(available)}")
+
+
+def _manifest_columns(config: ExperimentConfig, where: str) -> tuple[str, ...]:
+    """The manifest's header, with the user's names of canonical columns mapped to canonical ones."""
+    path = Path(config.manifest)
+    if not path.is_file():
+        raise OsteoInputError(f"{where}cohort manifest {path} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = [h.strip() for h in next(csv.reader(handle), [])]
+    renamed = (config.manifest_config or {}).get("columns", {})
+    to_canonical = {user: canon for canon, user in renamed.items()}
+    columns = [to_canonical.get(h, h) for h in header]
+    if "bmi" not in columns and {"height_cm", "weight_kg"} <= set(columns):
+        columns.append("bmi")  # derived from height and weight
+    return tuple(columns)

@@ -1,0 +1,125 @@
+"""``export_run``: a finished run → a SavedModel version in TF Serving's layout.
+
+::
+
+    <root>/<name>/<version>/        e.g. saved_models/osteo/1/
+        saved_model.pb, variables/  signatures serving_default (raw inputs) and serving_tensors
+        assets/model_card.json      :mod:`.model_card`
+
+The SavedModel is built with ``keras.export.ExportArchive`` (``serving_default`` is the first
+endpoint, the signature TF Serving requires), written to a hidden temporary sibling folder
+(TF Serving only loads numeric folder names) and renamed into place, so a half-written export
+never appears as a version. An existing version is replaced only with ``force=True``: the old
+folder is first renamed aside, then the new one renamed in, then the old one deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from osteo_tf.errors import OsteoInputError
+from osteo_tf.io import write_json
+from osteo_tf.serving.model_card import build_model_card
+from osteo_tf.serving.spec import ServingSpec
+from osteo_tf.training.run_dir import RunDir
+
+DEFAULT_ROOT = Path("saved_models")
+DEFAULT_NAME = "osteo"
+CARD = Path("assets") / "model_card.json"
+
+
+@dataclass(frozen=True)
+class Export:
+    """Where an export went: ``path`` (= root/name/version) and its model card."""
+
+    path: Path
+    name: str
+    version: int
+    card: dict
+
+    @property
+    def base_path(self) -> Path:
+        return self.path.parent
+
+
+def versions(base: Path) -> list[int]:
+    """The version numbers already exported under ``base`` (= root/name), ascending."""
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def export_run(
+    run: str | Path,
+    root: str | Path = DEFAULT_ROOT,
+    name: str = DEFAULT_NAME,
+    version: int | None = None,
+    force: bool = False,
+) -> Export:
+    """Exports the run's ``model.keras`` with its preprocessing as ``root/name/version``.
+
+    version: a positive integer; None → one more than the highest existing version (1 if none).
+    force: replace an existing version (refused otherwise).
+    """
+    import keras
+
+    from osteo_tf.serving.signature import ServingGraph
+
+    run_dir = RunDir(run).require_complete()
+    if not name or not all(c.isalnum() or c in "_-." for c in name) or name.startswith("."):
+        raise OsteoInputError(f"model name {name!r}: use letters, digits, '_', '-' or '.'")
+    base = Path(root) / name
+    version = (versions(base) or [0])[-1] + 1 if version is None else int(version)
+    if version < 1:
+        raise OsteoInputError(f"--version must be a positive integer, got {version}")
+    target = base / str(version)
+    if target.exists() and not force:
+        raise OsteoInputError(f"{target} already exists; choose another --version, or pass --force to replace it")
+
+    spec = ServingSpec.from_run(run_dir.path)
+    model = run_dir.load_model()  # keras safe_mode=True; a refused file is an OsteoInputError
+    graph = ServingGraph(model, spec)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for table in graph.tables.values():
+        archive.track(table)
+    archive.add_endpoint("serving_default", graph.serve, input_signature=[graph.raw_signature()])
+    archive.add_endpoint("serving_tensors", graph.serve_tensors, input_signature=[graph.tensor_signature()])
+
+    card = build_model_card(run_dir.path, spec, name, version)
+    base.mkdir(parents=True, exist_ok=True)
+    temporary = base / f".{version}.tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        archive.write_out(str(temporary), verbose=False)
+        write_json(temporary / CARD, card)
+        _move_into_place(temporary, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return Export(path=target, name=name, version=version, card=card)
+
+
+def _move_into_place(temporary: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(temporary, target)
+        return
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(target, aside)
+    try:
+        os.replace(temporary, target)
+    except OSError:
+        os.replace(aside, target)  # put the old version back
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def docker_command(export: Export, port: int = 8501) -> str:
+    """The TF Serving command line that serves ``export``'s model (all its versions' latest)."""
+    base = export.base_path.resolve()
+    return (f"docker run --rm -p {port}:8501 "
+            f"--mount type=bind,source={base},target=/models/{export.name} "
+            f"-e MODEL_NAME={export.name} -t tensorflow/serving")

@@ -1,0 +1,108 @@
+"""The model card shipped inside every export (``<version>/assets/model_card.json``).
+
+Everything a reviewer or the hospital's IT team needs to know about the served model, read
+from the run folder: backbone, mode, image size, the inputs and the codes they accept, the
+covariate encoding statistics (fitted on the training split), the decision threshold and
+where it came from, the training cohort (images, patients and osteoporosis cases per split),
+the test metrics at that threshold, and the package versions at training and export time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+from osteo_tf.evaluation.threshold import threshold_record
+from osteo_tf.io import read_json
+from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
+from osteo_tf.training.run_dir import RunDir
+
+INTENDED_USE = (
+    "Research use: estimates the probability of osteoporosis (DXA T-score <= -2.5) from a radiograph "
+    "crop and clinical covariates, reimplementing Yamamoto et al. 2020 and Sukegawa et al. 2022. Not a "
+    "medical device; validate on your own population before any clinical use."
+)
+
+
+def cohort_summary(run: RunDir) -> dict:
+    """Images, patients and osteoporosis cases per split, from the run's ``splits.csv``."""
+    table = pd.read_csv(run.splits)
+    summary = {}
+    for name, rows in table.groupby("split", sort=False):
+        summary[str(name)] = {"images": int(len(rows)), "patients": int(rows["patient_id"].nunique()),
+                              "osteoporosis": int(rows["label"].sum())}
+    return summary
+
+
+def input_descriptions(spec: ServingSpec) -> dict[str, dict]:
+    """Per raw input: dtype and what it accepts."""
+    described = {}
+    for name, dtype in spec.inputs.items():
+        entry: dict = {"dtype": dtype, "shape": [None]}
+        if name == IMAGE_INPUT:
+            entry["accepts"] = "encoded PNG (8/16 bit) or JPEG bytes, any size, grayscale or RGB(A); no ROI crop is applied"
+        elif name in spec.categorical:
+            entry["accepts"] = sorted(spec.accepted_codes(name))
+            entry["case_insensitive"] = spec.case_insensitive(name)
+        elif name in RANGES:
+            entry["range"] = list(RANGES[name])
+        if name in spec.imputed:
+            entry["missing"] = "allowed (NaN / empty): imputed with the training fill value plus a missing indicator"
+        described[name] = entry
+    return described
+
+
+def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int) -> dict:
+    """The model card as a JSON-able dict."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    run_dir = RunDir(run)
+    settings = run_dir.read_config()
+    record = threshold_record(run_dir.path)
+    metrics = read_json(run_dir.metrics) if run_dir.metrics.is_file() else {}
+    return {
+        "name": name,
+        "version": int(version),
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "run": str(run_dir.path.resolve()),
+        "intended_use": INTENDED_USE,
+        "backbone": spec.backbone,
+        "mode": spec.mode,
+        "image_size": spec.image_size,
+        "intensity": spec.intensity,
+        "training": settings["train"],
+        "signatures": {
+            "serving_default": {"inputs": input_descriptions(spec),
+                                "outputs": {"probability": "float32 (batch,)", "label": "int64 (batch,), 1 = osteoporosis"}},
+            "serving_tensors": {"inputs": "the tensors model.keras takes: image (normalised for the backbone) and/or "
+                                          "covariates (encoded)", "outputs": "as serving_default"},
+        },
+        "covariates": spec.encoder,
+        "threshold": {
+            "value": spec.threshold,
+            "source": "osteo threshold (chosen on the validation split)" if record else "training config (default 0.5)",
+            "target": record.get("target") if record else None,
+            "validation_metrics": record.get("val") if record else metrics.get("val"),
+        },
+        "training_cohort": {"manifest": settings.get("manifest"), "splits": cohort_summary(run_dir)},
+        "test_metrics": record.get("test") if record else metrics.get("test"),
+        "versions": {
+            "training": settings.get("versions", {}),
+            "export": {"osteo_tf": _package_version(), "python": platform.python_version(), "tensorflow": tf.__version__,
+                       "keras": keras.__version__, "numpy": np.__version__},
+        },
+    }
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("osteo_tf")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,168 @@
+"""The serving graph: raw request values → the trained model → probability and label.
+
+Two functions, both batched (a 1-D batch of instances, one value per input):
+
+- :meth:`ServingGraph.serve` (the ``serving_default`` signature): ``image_bytes`` (encoded
+  PNG / JPEG) and the covariates as they stand in the record. Decoding, grayscale handling,
+  per-image min–max, resize (:func:`osteo_tf.data.pipeline.decode_gray` and
+  :func:`~osteo_tf.data.pipeline.preprocess_gray`, the training pipeline's own code), the
+  backbone's normalisation and the covariate encoding fitted at training time all run here.
+- :meth:`ServingGraph.serve_tensors` (``serving_tensors``): the tensors ``model.keras``
+  consumes — ``image`` (batch, size, size, 3) already normalised for the backbone and/or
+  ``covariates`` (batch, dim) already encoded.
+
+Outputs: ``probability`` (batch,) float32 and ``label`` (batch,) int64, 1 when
+``probability >= threshold`` (the run's threshold, compared in float64 as the metrics do).
+
+Bad requests fail with ``InvalidArgumentError`` whose message names the input: different
+batch lengths, bytes that are not PNG/JPEG (with the instance indices), an empty or unknown
+categorical code, a missing (NaN) or implausible numeric value. Nothing is defaulted, except
+that a run trained with ``--impute median`` fills its imputed covariates' missing values
+(NaN / empty string) with the training fill and sets their missing indicators, as
+:meth:`CovariateEncoder.transform` does.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from osteo_tf.data.pipeline import decode_gray, is_png_or_jpeg, preprocess_gray
+from osteo_tf.models import get_backbone_spec, normalize_images
+from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
+
+_DTYPES = {"string": tf.string, "float32": tf.float32}
+
+
+class ServingGraph(tf.Module):
+    """The trained Keras model wrapped with its preprocessing (see the module docstring)."""
+
+    def __init__(self, model: keras.Model, spec: ServingSpec):
+        super().__init__(name="osteo_serving")
+        self.model, self.spec = model, spec
+        self.tables = {name: _lookup_table(spec.accepted_codes(name), spec.encoder["categories"][name])
+                       for name in spec.categorical}
+
+    # ------------------------------------------------------------------ signatures
+
+    def raw_signature(self) -> dict[str, tf.TensorSpec]:
+        return {name: tf.TensorSpec((None,), _DTYPES[dtype], name=name) for name, dtype in self.spec.inputs.items()}
+
+    def tensor_signature(self) -> dict[str, tf.TensorSpec]:
+        spec, size = self.spec, self.spec.image_size
+        signature = {"image": tf.TensorSpec((None, size, size, 3), tf.float32, name="image")} if spec.uses_images else {}
+        if spec.covariate_dim:
+            signature["covariates"] = tf.TensorSpec((None, spec.covariate_dim), tf.float32, name="covariates")
+        return signature
+
+    # ------------------------------------------------------------------- functions
+
+    def serve(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Raw inputs (:meth:`raw_signature`) → outputs."""
+        with tf.control_dependencies([_same_batch_length(inputs)]):
+            checks = [check for name, value in inputs.items() for check in self._checks(name, value)]
+        with tf.control_dependencies(checks):
+            model_inputs = {}
+            if self.spec.uses_images:
+                model_inputs["image"] = self.images(inputs[IMAGE_INPUT])
+            if self.spec.covariate_dim:
+                model_inputs["covariates"] = self.covariates(inputs)
+            return self.serve_tensors(model_inputs)
+
+    def serve_tensors(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The model's own input tensors (:meth:`tensor_signature`) → outputs."""
+        probability = tf.reshape(self.model(inputs, training=False), (-1,))
+        above = tf.cast(probability, tf.float64) >= tf.constant(self.spec.threshold, tf.float64)
+        return {"probability": probability, "label": tf.cast(above, tf.int64)}
+
+    def images(self, encoded: tf.Tensor) -> tf.Tensor:
+        """(batch,) encoded images → (batch, size, size, 3) normalised for the backbone."""
+        size = self.spec.image_size
+        with tf.name_scope(f"{IMAGE_INPUT}_decode"):
+            images = tf.map_fn(lambda data: preprocess_gray(decode_gray(data), size, self.spec.intensity), encoded,
+                               fn_output_signature=tf.TensorSpec((size, size, 3), tf.float32))
+        return normalize_images(images, get_backbone_spec(self.spec.backbone))
+
+    def covariates(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        """Raw covariates → (batch, dim), exactly :meth:`CovariateEncoder.transform`.
+
+        An imputed covariate's missing value (NaN, or an empty string) takes the training fill
+        value, and its missing indicator (1.0) is appended after the other features.
+        """
+        encoder, parts = self.spec.encoder, []
+        missing = {name: self._missing(name, inputs[name]) for name in self.spec.imputed}
+        for name in self.spec.numeric:
+            stats = encoder["stats"][name]
+            spread = stats["max"] - stats["min"] or 1.0
+            values = tf.cast(inputs[name], tf.float64)
+            if name in missing:
+                values = tf.where(missing[name], tf.constant(float(encoder["fill"][name]), tf.float64), values)
+            parts.append(tf.cast((values - stats["mean"]) / spread, tf.float32)[:, None])
+        for name in self.spec.categorical:
+            categories = encoder["categories"][name]
+            index = self._category_index(name, inputs[name])
+            if name in missing:
+                index = tf.where(missing[name], tf.constant(categories.index(encoder["fill"][name]), tf.int64), index)
+            parts.append(tf.one_hot(index, len(categories), dtype=tf.float32))
+        parts += [tf.cast(missing[name], tf.float32)[:, None] for name in self.spec.imputed]
+        return tf.concat(parts, axis=1)
+
+    # ---------------------------------------------------------------------- checks
+
+    def _checks(self, name: str, value: tf.Tensor) -> list[tf.Operation]:
+        if name == IMAGE_INPUT:
+            ok = is_png_or_jpeg(value)
+            return [_assert(ok, f"input {name}: not a PNG or JPEG image (undecodable bytes) in instance(s)",
+                            tf.where(~ok)[:, 0])]
+        missing = self._missing(name, value)
+        checks = [] if name in self.spec.imputed else [
+            _assert(~missing, f"input {name}: value missing ({'empty string' if value.dtype == tf.string else 'NaN'}) "
+                              "in instance(s)", tf.where(missing)[:, 0])]
+        if name in self.spec.categorical:
+            unknown = tf.logical_and(~missing, self._category_index(name, value) < 0)
+            accepted = sorted(self.spec.accepted_codes(name))
+            return checks + [
+                _assert(~unknown, f"input {name}: unknown value(s)", tf.boolean_mask(value, unknown),
+                        f"accepted ({'any case' if self.spec.case_insensitive(name) else 'exactly'}): {', '.join(accepted)}"),
+            ]
+        low, high = RANGES.get(name, (-np.inf, np.inf))
+        bad = tf.logical_and(~missing, ~((value >= low) & (value <= high) & tf.math.is_finite(value)))
+        return checks + [
+            _assert(~bad, f"input {name}: value(s) outside the plausible range {low:g} to {high:g}",
+                    tf.boolean_mask(value, bad)),
+        ]
+
+    @staticmethod
+    def _missing(name: str, value: tf.Tensor) -> tf.Tensor:
+        """A missing value: NaN for a number, an empty (or blank) string for a code."""
+        if value.dtype == tf.string:
+            return tf.equal(tf.strings.length(tf.strings.strip(value)), 0)
+        return tf.math.is_nan(value)
+
+    def _category_index(self, name: str, value: tf.Tensor) -> tf.Tensor:
+        key = value
+        if self.spec.case_insensitive(name):  # as the manifest reads them: stripped, any case
+            key = tf.strings.lower(tf.strings.strip(value), encoding="utf-8")
+        return self.tables[name].lookup(key)
+
+
+def _lookup_table(codes: dict[str, str], categories: list[str]) -> tf.lookup.StaticHashTable:
+    """Accepted raw code → index of its category in the one-hot layout; anything else → −1."""
+    keys = tf.constant(list(codes), tf.string)
+    values = tf.constant([categories.index(codes[k]) for k in codes], tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
+def _assert(condition: tf.Tensor, message: str, *data) -> tf.Operation:
+    return tf.debugging.Assert(tf.reduce_all(condition), [message, *data], summarize=20)
+
+
+def _same_batch_length(inputs: dict[str, tf.Tensor]) -> tf.Operation:
+    names = list(inputs)
+    lengths = [tf.shape(inputs[name])[0] for name in names]
+    same = tf.reduce_all(tf.equal(tf.stack(lengths), lengths[0]))
+    data = [f"inputs have different batch lengths (one value per instance in each):"]
+    for name, length in zip(names, lengths):
+        data += [f"{name}=", length]
+    return tf.debugging.Assert(same, data)

@@ -1,0 +1,91 @@
+"""Experiment configs: the shipped ones load, and every mistake is a clear error naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from osteo_tf.data.synthetic import make_cohort
+from osteo_tf.errors import OsteoInputError
+from osteo_tf.experiments.config import CONFIG_DIR, load_experiment, packaged_configs, parse_experiment
+from osteo_tf.experiments.runner import plan
+
+REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+VALID = {"name": "t", "cohort": {"phantom": {"kind": "hip", "n": 40, "image_size": 32}}, "backbones": ["resnet18"],
+         "modes": ["image_only", "ensemble"], "covariates": ["age", "sex", "bmi"],
+         "split": {"kind": "kfold", "folds": 5, "repeats": 2}, "train": {"epochs": 1, "image_size": 32}}
+
+
+def config_with(**changes):
+    return {**VALID, **changes}
+
+
+def test_packaged_configs_match_the_repository_copies_and_plan_the_papers_grids():
+    assert packaged_configs() == ["demo", "dental_2022", "hip_2020"]
+    for name in packaged_configs():
+        assert (REPO_EXPERIMENTS / f"{name}.yaml").read_text() == (CONFIG_DIR / f"{name}.yaml").read_text()
+    hip, dental = load_experiment("hip_2020"), load_experiment("dental_2022")
+    assert hip.split.kind == "random" and hip.split.ratios == (8, 1, 1)
+    assert hip.covariates == ("age", "sex", "bmi", "hip_fracture_history")
+    assert len(plan(hip)) == 5 * 2  # five CNNs × two modes, one split
+    assert dental.split.folds == 5 and dental.split.repeats == 30 and dental.split.val_ratio == (8, 1)
+    assert len(plan(dental)) == 6 * 2 * 30 * 5
+    demo = load_experiment(REPO_EXPERIMENTS / "demo.yaml")
+    assert demo.phantom is not None and demo.hash() == load_experiment("demo").hash()
+
+
+def test_hash_ignores_the_description_and_survives_a_round_trip():
+    config = parse_experiment(VALID)
+    again = parse_experiment(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert again.hash() == config.hash() and again == config
+    assert parse_experiment(config_with(description="other words")).hash() == config.hash()
+    assert parse_experiment(config_with(seed=1)).hash() != config.hash()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"backbones": ["resnet18", "vgg16"]}, "unknown backbone 'vgg16'"),
+    ({"modes": ["image_only", "fusion"]}, "unknown mode 'fusion'"),
+    ({"split": {"kind": "bootstrap"}}, "kind: random or kind: kfold"),
+    ({"split": {"kind": "kfold", "folds": 1}}, "split.folds must be an integer >= 2"),
+    ({"split": {"kind": "kfold", "folds": 5, "val_ratio": [8, 0]}}, "split.val_ratio must be a list of 2 positive"),
+    ({"split": {"kind": "random", "ratios": [8, 1]}}, "split.ratios must be a list of 3 positive"),
+    ({"split": {"kind": "kfold", "fold": 5}}, r"unknown key\(s\) \['fold'\] in 'split'"),
+    ({"covariates": ["age", "smoking"]}, "unknown covariate column 'smoking'"),
+    ({"cohort": {"phantom": {"kind": "dental", "n": 40}}, "covariates": "hip"},
+     "unknown covariate column 'hip_fracture_history'.*dental phantom"),
+    ({"train": {"epochs": 0}}, "invalid training option epochs=0"),
+    ({"train": {"optimizer": "adam"}}, r"unknown key\(s\) \['optimizer'\] in 'train'"),
+    ({"repeats": 3}, r"unknown key\(s\) \['repeats'\]"),
+    ({"name": "a b"}, "'name' must be a word"),
+    ({"cohort": {"manifest": "nowhere.csv"}}, "nowhere.csv does not exist"),
+])
+def test_mistakes_are_clear_errors(changes, message):
+    with pytest.raises(OsteoInputError, match=message):
+        parse_experiment(config_with(**changes), source="x.yaml")
+
+
+def test_manifest_paths_resolve_against_the_yaml_folder_and_columns_are_checked(tmp_path):
+    manifest = make_cohort("dental", 12, tmp_path / "cohort", image_size=32)
+    (tmp_path / "cohort" / "renamed.csv").write_text(manifest.read_text().replace("bmi", "BMI_kg_m2"))
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(config_with(cohort={"manifest": "cohort/manifest.csv"})))
+    assert load_experiment(study).manifest == str(manifest.resolve())
+    study.write_text(yaml.safe_dump(config_with(cohort={"manifest": "cohort/renamed.csv"})))
+    with pytest.raises(OsteoInputError, match="unknown covariate column 'bmi'"):
+        load_experiment(study)
+    study.write_text(yaml.safe_dump(config_with(cohort={"manifest": "cohort/renamed.csv",
+                                                       "manifest_config": {"columns": {"bmi": "BMI_kg_m2"}}})))
+    assert load_experiment(study).covariates == ("age", "sex", "bmi")
+    with pytest.raises(OsteoInputError, match="hip_fracture_history"):  # the dental cohort has no fracture history
+        load_experiment("hip_2020", manifest=manifest)
+    assert load_experiment("dental_2022", manifest=manifest).manifest == str(manifest.resolve())
+
+
+def test_missing_file_bad_yaml_and_unknown_name(tmp_path):
+    with pytest.raises(OsteoInputError, match="does not exist"):
+        load_experiment(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(OsteoInputError, match="bad.yaml is not valid YAML"):
+        load_experiment(tmp_path / "bad.yaml")
+    with pytest.raises(OsteoInputError, match="packaged configs: demo, dental_2022, hip_2020"):
+        load_experiment("hip2020")

@@ -1,0 +1,142 @@
+"""The TF Serving REST client against TF Serving's documented request and response JSON (no TensorFlow)."""
+
+import base64
+import http.server
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from osteo_tf.errors import OsteoInputError
+from osteo_tf.serving.client import (RestClient, ServingError, encode_instance, parse_predict_response,
+                                     predict_request, signature_inputs)
+from osteo_tf.serving.predict import predict_manifest
+
+INPUTS = {"image_bytes": "string", "age": "float32", "sex": "string", "bmi": "float32", "hip_fracture_history": "string"}
+# GET /v1/models/osteo/metadata, as TF Serving answers it (GetModelMetadataResponse as JSON).
+METADATA = {
+    "model_spec": {"name": "osteo", "signature_name": "", "version": "3"},
+    "metadata": {"signature_def": {"signature_def": {"serving_default": {
+        "inputs": {name: {"dtype": "DT_STRING" if dtype == "string" else "DT_FLOAT",
+                          "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
+                          "name": f"serving_default_{name}:0"} for name, dtype in INPUTS.items()},
+        "outputs": {"probability": {"dtype": "DT_FLOAT"}, "label": {"dtype": "DT_INT64"}},
+        "method_name": "tensorflow/serving/predict"}}}},
+}
+
+
+def test_request_body_is_tf_servings_row_format():
+    instance = encode_instance({"image_bytes": b"\x89PNG raw", "age": np.float64(71), "sex": "F", "bmi": "22.4",
+                                "hip_fracture_history": "no"}, INPUTS)
+    body = json.loads(json.dumps(predict_request([instance])))
+    assert body == {"signature_name": "serving_default", "instances": [{
+        "image_bytes": {"b64": base64.b64encode(b"\x89PNG raw").decode()},
+        "age": 71.0, "sex": "F", "bmi": 22.4, "hip_fracture_history": "no"}]}
+
+
+def test_responses_are_parsed_from_tf_servings_formats():
+    body = json.loads('{"predictions": [{"probability": 0.83, "label": 1}, {"probability": 0.1, "label": 0}]}')
+    assert parse_predict_response(body, 2) == ([0.83, 0.1], [1, 0])
+    assert parse_predict_response({"predictions": [{"probability": [0.5], "label": [1]}]}) == ([0.5], [1])
+    with pytest.raises(ServingError, match="unknown value"):
+        parse_predict_response({"error": "assertion failed: [input sex: unknown value(s)] [X]"})
+    with pytest.raises(ServingError, match="2 predictions for 3"):
+        parse_predict_response(body, 3)
+    assert signature_inputs(METADATA) == INPUTS
+
+
+class FakeServer(http.server.BaseHTTPRequestHandler):
+    seen: list = []
+
+    def do_GET(self):
+        self.seen.append(("GET", self.path, None))
+        self._reply(200, METADATA)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.seen.append(("POST", self.path, body))
+        if any(i["sex"] == "X" for i in body["instances"]):
+            return self._reply(400, {"error": "assertion failed: [input sex: unknown value(s)] [X]"})
+        self._reply(200, {"predictions": [{"probability": 0.25 * (k % 4), "label": int(k % 4 >= 2)}
+                                          for k, _ in enumerate(body["instances"])]})
+
+    def _reply(self, status, value):
+        data = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    FakeServer.seen = []
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), FakeServer)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    rows = []
+    for i in range(5):
+        Image.fromarray(np.full((8, 8), 10 * i, np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append({"image": f"{i}.png", "patient_id": f"P{i}", "age": 60 + i, "sex": "F", "height_cm": 160,
+                     "weight_kg": 50 + i, "hip_fracture_history": "no"})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    return tmp_path / "m.csv"
+
+
+def test_predict_via_rest(server, manifest, tmp_path):
+    result = predict_manifest(manifest, tmp_path / "p.csv", server=server, model_name="osteo", version=3, batch_size=2)
+    assert [m for m, _, _ in FakeServer.seen] == ["GET", "POST", "POST", "POST"]
+    assert FakeServer.seen[0][1] == "/v1/models/osteo/versions/3/metadata"
+    _, path, body = FakeServer.seen[1]
+    assert path == "/v1/models/osteo/versions/3:predict" and body["signature_name"] == "serving_default"
+    first = body["instances"][0]
+    assert base64.b64decode(first["image_bytes"]["b64"]) == (tmp_path / "0.png").read_bytes()
+    assert first["bmi"] == pytest.approx(50 / 1.6 ** 2) and first["age"] == 60.0 and first["sex"] == "F"
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["image", "patient_id", "probability", "label"]
+    assert result["probability"].tolist() == [0.0, 0.25, 0.0, 0.25, 0.0]
+
+
+def test_server_errors_are_passed_on(server, manifest, tmp_path):
+    table = pd.read_csv(manifest)
+    table.loc[1, "sex"] = "X"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ServingError, match=r"HTTP 400: .*input sex: unknown value"):
+        predict_manifest(manifest, tmp_path / "p.csv", server=server)
+    assert RestClient(server, "osteo", label="stable").model_url.endswith("/v1/models/osteo/labels/stable")
+
+
+def test_manifest_problems_are_reported_before_any_request(server, manifest, tmp_path):
+    table = pd.read_csv(manifest)
+    table["age"] = table["age"].astype(object)
+    table.loc[2, "age"] = "seventy"
+    table.drop(columns=["hip_fracture_history"]).to_csv(manifest, index=False)
+    with pytest.raises(OsteoInputError, match=r"(?s)'age': not a number on line\(s\) 4.*'hip_fracture_history' is missing"):
+        predict_manifest(manifest, tmp_path / "p.csv", server=server)
+    assert [m for m, _, _ in FakeServer.seen] == ["GET"]
+
+
+def test_empty_cells_are_sent_as_missing_for_the_model_to_judge(server, manifest, tmp_path):
+    table = pd.read_csv(manifest)
+    table.loc[1, "age"] = None
+    table.loc[1, "hip_fracture_history"] = None
+    table.to_csv(manifest, index=False)
+    predict_manifest(manifest, tmp_path / "p.csv", server=server)
+    second = FakeServer.seen[1][2]["instances"][1]
+    assert np.isnan(second["age"]) and second["hip_fracture_history"] == ""  # never filled in by the client
+
+
+def test_unreachable_server(manifest, tmp_path):
+    with pytest.raises(ServingError, match="cannot reach TF Serving"):
+        predict_manifest(manifest, tmp_path / "p.csv", server="http://127.0.0.1:9")
