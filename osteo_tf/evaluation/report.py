@@ -20,14 +20,13 @@ validation, the run folders named there) and writes ``DIR/report/``:
 ==============================  ==========================================================
 
 Unit of analysis: with k-fold CV repeated at least three times, a *repeat* (its folds'
-metrics averaged), as in the dental paper's 30 repeats; otherwise each fit. The results are
-read by :func:`load_results`, a small loader of the runner's JSON contract kept here on
-purpose so the report does not depend on the runner's code.
+metrics averaged), as in the dental paper's 30 repeats; otherwise each fit. The records are
+read through :func:`osteo_tf.experiments.results.read_records` (no TensorFlow), the same
+reader the runner uses.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +40,9 @@ from osteo_tf.evaluation.metrics import METRIC_NAMES
 from osteo_tf.evaluation.stats import ALPHA, MIN_RUNS_FOR_TEST, p_phrase
 from osteo_tf.evaluation.tables import (MODES, comparison_table, dental_markdown, format_frame, markdown_table,
                                         ordered, per_model_table, ratio_table, summary_table)
+from osteo_tf.experiments.results import RESULTS, read_records
 from osteo_tf.io import atomic_path, write_csv
 
-_REQUIRED = ("fit_id", "backbone", "mode", "repeat", "fold", "metrics", "test_predictions")
 _KEPT = ("fit_id", "config_hash", "experiment", "backbone", "mode", "repeat", "fold", "seed", "run_dir",
          "seconds", "epochs_run", "best_epoch", "finished_at")
 
@@ -51,30 +50,20 @@ _KEPT = ("fit_id", "config_hash", "experiment", "backbone", "mode", "repeat", "f
 def load_results(directory: str | Path) -> pd.DataFrame:
     """One row per finished fit from ``DIR/results/*.json``: the record's fields, its test
     metrics as columns, ``test_predictions`` (list of dicts) and ``test_images`` (frozenset)."""
-    folder = Path(directory) / "results"
-    files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
-    if not files:
-        raise OsteoInputError(f"{directory} has no results: expected {folder}/<fit_id>.json files written by "
-                              "`osteo experiment`; run (or finish) the experiment first")
+    records = read_records(directory)
+    if not records:
+        raise OsteoInputError(f"{directory} has no results: expected {Path(directory) / RESULTS}/<fit_id>.json files "
+                              "written by `osteo experiment`; run (or finish) the experiment first")
     rows = []
-    for path in files:
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise OsteoInputError(f"{path} is not valid JSON ({error}); delete it and rerun that fit") from None
-        missing = [k for k in _REQUIRED if k not in record]
-        test = record.get("metrics", {}).get("test", {}) if isinstance(record.get("metrics"), dict) else {}
-        missing += [f"metrics.test.{m}" for m in METRIC_NAMES if m not in test]
-        if missing:
-            raise OsteoInputError(f"{path} lacks {', '.join(missing)}; it is not a result record of `osteo experiment`")
+    for record in records:
         row = {k: record.get(k) for k in _KEPT}
-        row.update({m: float(test[m]) for m in METRIC_NAMES})
+        row.update({m: float(record["metrics"]["test"][m]) for m in METRIC_NAMES})
         row["test_predictions"] = record["test_predictions"]
         row["test_images"] = frozenset(p["image"] for p in record["test_predictions"])
         rows.append(row)
     hashes = sorted({str(row["config_hash"]) for row in rows})
     if len(hashes) > 1:
-        raise OsteoInputError(f"{folder} mixes records of {len(hashes)} configs {hashes}; "
+        raise OsteoInputError(f"{Path(directory) / RESULTS} mixes records of {len(hashes)} configs {hashes}; "
                               "report on one experiment at a time (rerun the experiment into a fresh folder)")
     return pd.DataFrame(rows)
 

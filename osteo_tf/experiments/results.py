@@ -20,6 +20,8 @@ RECORD_KEYS = (
     "test_predictions", "seconds", "epochs_run", "best_epoch", "run_dir", "finished_at",
 )
 SCALAR_KEYS = tuple(k for k in RECORD_KEYS if k not in ("metrics", "test_predictions"))
+# What a reader cannot do without; a record lacking one is refused, naming its file.
+REQUIRED_KEYS = ("fit_id", "backbone", "mode", "repeat", "fold", "metrics", "test_predictions")
 
 
 def fit_id(backbone: str, mode: str, repeat: int, fold: int) -> str:
@@ -39,10 +41,23 @@ def read_records(out: str | Path) -> list[dict]:
         if path.name.startswith("."):
             continue
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise OsteoInputError(f"result record {path} is not valid JSON ({error}); delete it to rerun that fit") from None
+        _check_record(path, record)
+        records.append(record)
     return records
+
+
+def _check_record(path: Path, record: dict) -> None:
+    from osteo_tf.evaluation.metrics import METRIC_NAMES
+
+    missing = [key for key in REQUIRED_KEYS if key not in record]
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+    missing += [f"metrics.{split}.{name}" for split in ("test",) for name in METRIC_NAMES
+                if name not in (metrics.get(split) or {})]
+    if missing:
+        raise OsteoInputError(f"{path} lacks {', '.join(missing)}; it is not a result record of `osteo experiment`")
 
 
 def read_results(out: str | Path) -> pd.DataFrame:
