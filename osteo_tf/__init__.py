@@ -33,6 +33,7 @@ _EXPORTS = {
     "run_demo": "osteo_tf.demo",
     "load_experiment": "osteo_tf.experiments.config",
     "run_experiment": "osteo_tf.experiments.runner",
+    "RayExecutor": "osteo_tf.experiments.ray_executor",
     "read_results": "osteo_tf.experiments.runner",
     "OsteoInputError": "osteo_tf.errors",
 }

@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     options = {k: getattr(args, k) for k in (
         "backbone", "mode", "image_size", "weights", "covariates", "epochs", "patience", "batch_size",
-        "learning_rate", "seed", "threshold", "intensity", "impute") if getattr(args, k) is not None}
+        "learning_rate", "seed", "threshold", "intensity", "impute", "cache", "precision", "jit") if getattr(args, k) is not None}
     options.update(allow_exclusions=args.allow_exclusions, deterministic=args.deterministic)
     manifest_config = _manifest_config(args)
     train(args.manifest, args.out, TrainConfig(**options), manifest_config=manifest_config, force=args.force, verbose=args.verbose)
@@ -61,10 +61,33 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     from osteo_tf.experiments.runner import parse_shard, run_experiment
 
     shard = parse_shard(args.shard)
+    executor = _executor(args)
     config = load_experiment(args.config, manifest=args.manifest)
-    records = run_experiment(config, args.out, shard=shard, dry_run=args.dry_run, force=args.force, verbose=args.verbose)
+    if args.estimate and not args.dry_run:
+        raise OsteoInputError("--estimate goes with --dry-run (it estimates, it runs nothing)")
+    records = run_experiment(config, args.out, shard=shard, dry_run=args.dry_run, force=args.force, verbose=args.verbose,
+                             executor=executor)
+    if args.estimate:
+        from osteo_tf.experiments.estimate import estimate_experiment
+
+        estimate_experiment(config, args.out, shard, devices=args.devices, subjects=args.subjects)
     if not args.dry_run:
         print(f"{len(records)} fit(s) of this shard recorded in {Path(args.out) / 'results'}")
+
+
+def _executor(args: argparse.Namespace):
+    """The executor run_experiment takes: "local", or a RayExecutor built from the --executor ray options."""
+    ray_options = {"address": args.address, "gpus_per_fit": args.gpus_per_fit, "cpus_per_fit": args.cpus_per_fit,
+                   "max_retries": args.max_retries}
+    given = {k: v for k, v in ray_options.items() if v is not None}
+    if args.executor == "local":
+        if given:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+            raise OsteoInputError(f"{flags} only apply with --executor ray")
+        return "local"
+    from osteo_tf.experiments.ray_executor import RayExecutor
+
+    return RayExecutor(**given)
 
 
 def cmd_cohort(args: argparse.Namespace) -> None:
@@ -236,7 +259,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--covariates", help="auto (default), hip, dental, or comma-separated columns")
     train.add_argument("--epochs", type=int, help="max epochs (default 100)")
     train.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 20)")
-    train.add_argument("--batch-size", type=int, help="batch size (default 16)")
+    train.add_argument("--batch-size", type=int, help="batch size per device (default 16); with several GPUs the global batch is this x GPUs")
     train.add_argument("--learning-rate", type=float, help="SGD rate; default by backbone family")
     train.add_argument("--seed", type=int, help="seed for split, initialisation and augmentation (default 0)")
     train.add_argument("--threshold", type=float, help="decision threshold on the probability (default 0.5)")
@@ -247,6 +270,14 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--allow-exclusions", action="store_true",
                        help="leave invalid manifest rows out (listed in the run's exclusions.csv) instead of stopping")
     train.add_argument("--deterministic", action="store_true", help="seeded TensorFlow op determinism: identical reruns")
+    train.add_argument("--cache", choices=("memory", "disk", "none"),
+                       help="decoded images between epochs: memory (default, RAM), disk (a cache file under OUT/cache/, "
+                            "for cohorts larger than RAM), none (decode every epoch)")
+    train.add_argument("--precision", choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+                       help="numerics: auto (default: mixed precision on a GPU — bfloat16 on Ampere or later — float32 on "
+                            "CPU); the output layer stays float32")
+    train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                       help="XLA-compile the training step (default: on with a GPU, off on CPU)")
     train.add_argument("--force", action="store_true", help="discard an existing run folder")
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     train.set_defaults(handler=cmd_train)
@@ -262,9 +293,23 @@ def parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", required=True, help="experiment folder to create (or resume)")
     experiment.add_argument("--manifest", help="cohort CSV; replaces the config's cohort")
     experiment.add_argument("--dry-run", action="store_true", help="print the plan and the number of fits, run nothing")
+    experiment.add_argument("--estimate", action="store_true",
+                            help="with --dry-run: time a few training steps per backbone here and estimate the grid's "
+                                 "wall time on 1 and on --devices devices")
+    experiment.add_argument("--devices", type=int, default=4, help="devices (GPUs) for --estimate's second figure (default 4)")
+    experiment.add_argument("--subjects", type=int, help="cohort size for --estimate when the config names no cohort")
     experiment.add_argument("--shard", default="1/1", help="i/n: run every n-th fit starting at the i-th (1 <= i <= n)")
     experiment.add_argument("--force", action="store_true", help="discard the results of a different config in --out")
     experiment.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras progress per fit")
+    experiment.add_argument("--executor", default="local", choices=("local", "ray"),
+                            help="local: fits one after another here (default); ray: each fit a Ray task (pip install "
+                                 "'osteo_tf[ray]'; --out on a file system all nodes share)")
+    experiment.add_argument("--address", help="with --executor ray: an existing cluster (auto, HOST:6379); "
+                                              "default: start Ray on this machine")
+    experiment.add_argument("--gpus-per-fit", help="with --executor ray: 0, 1, 2, … or 1/k to share a GPU (0.5, 0.25); "
+                                                   "default 1 if the cluster has GPUs, else 0")
+    experiment.add_argument("--cpus-per-fit", type=float, help="with --executor ray: CPUs (TensorFlow threads) per fit (default 1)")
+    experiment.add_argument("--max-retries", type=int, help="with --executor ray: reruns of a fit whose worker died (default 3)")
     experiment.set_defaults(handler=cmd_experiment)
 
     cohort = commands.add_parser("cohort", help="cohort characteristics by class with p-values (hip Table 1 / dental Table 3)")

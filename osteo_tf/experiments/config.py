@@ -17,7 +17,9 @@
     split: {kind: random, ratios: [8, 1, 1], repeats: 1}
        or {kind: kfold, folds: 5, repeats: 30, val_ratio: [8, 1]}
     train: {epochs: 100, patience: 20, batch_size: 16, image_size: null,
-            learning_rate: null, weights: none, momentum: 0.9, weight_decay: 0, threshold: 0.5}
+            learning_rate: null, weights: none, momentum: 0.9, weight_decay: 0, threshold: 0.5,
+            cache: memory,             # memory | disk (run/cache/) | none: not part of the hash
+            precision: auto, jit: auto}  # float32 | mixed_float16 | mixed_bfloat16; true | false (jit: not hashed)
 
 A config may name no cohort (the papers' configs): the cohort is then given at run time
 (``osteo experiment hip_2020 --manifest cohort.csv``). Every mistake raises
@@ -45,7 +47,9 @@ CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
 COVARIATE_ALIASES = {"hip": ("age", "bmi", "sex", "hip_fracture_history"), "dental": ("age", "bmi", "sex")}
 PHANTOM_COLUMNS = {"hip": CANONICAL_COVARIATES, "dental": ("age", "sex", "bmi")}
 TRAIN_KEYS = ("epochs", "patience", "batch_size", "image_size", "learning_rate", "weights",
-              "momentum", "weight_decay", "threshold")
+              "momentum", "weight_decay", "threshold", "cache", "precision", "jit")
+# Training options that do not change results: left out of the config hash (a resumed experiment may change them).
+HASH_IGNORED_TRAIN_KEYS = ("cache", "jit")
 TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "covariates", "split", "train")
 
 
@@ -113,6 +117,7 @@ class ExperimentConfig:
     def hash(self) -> str:
         """12 hex digits of SHA-256 over everything that changes results (not the description)."""
         values = {k: v for k, v in self.to_dict().items() if k != "description"}
+        values["train"] = {k: v for k, v in values["train"].items() if k not in HASH_IGNORED_TRAIN_KEYS}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     def with_manifest(self, manifest: str | Path) -> "ExperimentConfig":

@@ -15,6 +15,10 @@ disjoint, cover the grid, and write to the same store without locks (one file pe
 finished fit's ``checkpoints/`` is deleted once recorded (``model.keras`` holds the same
 best-epoch weights), halving the disk a large grid needs. covariates_only ignores
 the image, so it is fitted once per (repeat, fold), recorded with backbone ``"none"``.
+
+Executors: ``"local"`` trains the fits one after another in this process; ``"ray"`` (or a
+:class:`osteo_tf.experiments.ray_executor.RayExecutor`) runs each as a Ray task. Both call
+:func:`run_fit` — train one fit, write its record — so their folders are interchangeable.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -91,14 +96,15 @@ def shard_fits(fits: list[Fit], shard: tuple[int, int]) -> list[Fit]:
 
 def run_experiment(
     config: ExperimentConfig | str | Path, out: str | Path, shard: tuple[int, int] = (1, 1), dry_run: bool = False,
-    force: bool = False, verbose: int | str = 0, fit_function=None,
+    force: bool = False, verbose: int | str = 0, fit_function: Callable | None = None, executor: Any = "local",
 ) -> list[dict]:
     """Runs this shard's unfinished fits into ``out``; returns the records of this shard's fits.
 
     ``config``: an ExperimentConfig, or a path / packaged name for load_experiment. With
     ``dry_run`` prints the plan and returns [] without touching ``out``. ``force`` discards the
-    results of a different config in ``out``. ``fit_function`` replaces
-    osteo_tf.training.train.train (same signature; for tests).
+    results of a different config in ``out``. ``executor``: ``"local"`` (default), ``"ray"``,
+    or a configured ``RayExecutor(address=..., gpus_per_fit=..., max_retries=...)``.
+    ``fit_function`` replaces osteo_tf.training.train.train (same signature; for tests).
     """
     if not isinstance(config, ExperimentConfig):
         from osteo_tf.experiments.config import load_experiment
@@ -110,6 +116,7 @@ def run_experiment(
     if dry_run:
         print_plan(config, out, fits, mine, shard)
         return []
+    run_fits = _resolve_executor(executor)
     _prepare_out(config, out, force)
     manifest = _cohort_manifest(config, out)
     done = {r["fit_id"] for r in read_records(out)}
@@ -117,7 +124,7 @@ def run_experiment(
     _say(f"experiment {config.name} ({config.hash()}): {len(fits)} fits, shard {shard[0]}/{shard[1]} has {len(mine)}, "
          f"{len(mine) - len(todo)} already done, {len(todo)} to run")
     if todo:
-        _run_fits(config, out, manifest, todo, verbose, fit_function)
+        run_fits(config, out, manifest, todo, verbose, fit_function)
     records = {r["fit_id"]: r for r in read_records(out)}
     return [records[f.fit_id] for f in mine if f.fit_id in records]
 
@@ -179,34 +186,95 @@ def fit_splits(config: ExperimentConfig, cohort: pd.DataFrame, fit: Fit) -> dict
     return kfold_split(cohort, fit.fold, s.folds, s.val_ratio, config.seed, fit.repeat)
 
 
-def _run_fits(config, out: Path, manifest: Path, todo: list[Fit], verbose, fit_function) -> None:
-    import keras
+def _resolve_executor(executor: Any) -> Callable:
+    """The function that runs a list of fits: run_fits_locally, or a RayExecutor (checked usable)."""
+    if executor == "local":
+        return run_fits_locally
+    from osteo_tf.experiments.ray_executor import RayExecutor
 
+    if executor == "ray":
+        executor = RayExecutor()
+    if not isinstance(executor, RayExecutor):
+        raise OsteoInputError(f"unknown executor {executor!r}; choose local or ray")
+    executor.require_ray()
+    return executor
+
+
+def load_fit_cohort(config: ExperimentConfig, manifest: Path) -> tuple[Any, pd.DataFrame]:
+    """(ManifestConfig or None, the validated cohort table) shared by every fit of the experiment."""
     from osteo_tf.data.manifest import ManifestConfig
     from osteo_tf.training import train as training
 
-    fit_function = fit_function or training.train
     manifest_config = ManifestConfig.from_dict(config.manifest_config) if config.manifest_config else None
     needs_covariates = any(mode != "image_only" for mode in config.modes)
     reference = config.train_config(config.backbones[0], "ensemble" if needs_covariates else "image_only", 0)
-    cohort = training.load_cohort(manifest, reference, manifest_config)
-    started, trained = time.time(), 0
+    return manifest_config, training.load_cohort(manifest, reference, manifest_config)
+
+
+def run_fits_locally(config: ExperimentConfig, out: Path, manifest: Path, todo: list[Fit], verbose: int | str = 0,
+                     fit_function: Callable | None = None) -> None:
+    """The local executor: the fits one after another in this process."""
+    manifest_config, cohort = load_fit_cohort(config, manifest)
+    progress = Progress(len(todo))
     for index, fit in enumerate(todo, start=1):
-        run = out / "runs" / fit.fit_id
-        if not (run / "COMPLETE").is_file():
+        if not (out / "runs" / fit.fit_id / "COMPLETE").is_file():
             _say(f"[{index}/{len(todo)}] start {fit.fit_id}")
-            backbone = config.backbones[0] if fit.backbone == NO_BACKBONE else fit.backbone
-            fit_function(manifest, run, config.train_config(backbone, fit.mode, fit.seed), manifest_config=manifest_config,
-                         cohort=cohort, splits=fit_splits(config, cohort, fit), verbose=verbose)
-            keras.utils.clear_session(free_memory=True)
-            trained += 1
-        record = make_record(config, out, fit)
-        write_json(record_path(out, fit.fit_id), record)
-        shutil.rmtree(run / "checkpoints", ignore_errors=True)  # model.keras holds the same best-epoch weights
-        elapsed = time.time() - started
-        eta = elapsed / max(trained, 1) * (len(todo) - index)  # mean time of the fits trained so far
-        _say(f"[{index}/{len(todo)}] done  {fit.fit_id}: test AUC {record['metrics']['test']['auc']:.3f}, "
-             f"{record['seconds']:.0f} s  {_bar(index, len(todo))} elapsed {_clock(elapsed)} ETA {_clock(eta)}")
+        record, trained = run_fit(config, out, manifest, fit, cohort, manifest_config, verbose, fit_function)
+        progress.finished(record, trained)
+
+
+def run_fit(config: ExperimentConfig, out: Path, manifest: Path, fit: Fit, cohort: pd.DataFrame, manifest_config=None,
+            verbose: int | str = 0, fit_function: Callable | None = None) -> tuple[dict, bool]:
+    """The step every executor runs: trains ``fit`` unless its run is complete, then writes its record.
+
+    Safe to repeat (a retried task, a resumed run): a recorded fit is returned as stored; an
+    interrupted one resumes from its last finished epoch; the record is written atomically,
+    once per fit_id, and stale temporary files of killed writers are removed. Returns
+    (record, whether this call trained).
+    """
+    existing = record_path(out, fit.fit_id)
+    if existing.is_file():
+        return read_json(existing), False
+    run = out / "runs" / fit.fit_id
+    trained = not (run / "COMPLETE").is_file()
+    if trained:
+        import keras
+
+        from osteo_tf.training import train as training
+
+        backbone = config.backbones[0] if fit.backbone == NO_BACKBONE else fit.backbone
+        (fit_function or training.train)(
+            manifest, run, config.train_config(backbone, fit.mode, fit.seed), manifest_config=manifest_config,
+            cohort=cohort, splits=fit_splits(config, cohort, fit), verbose=verbose)
+        keras.utils.clear_session(free_memory=True)
+    record = make_record(config, out, fit)
+    write_json(existing, record)
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)  # model.keras holds the same best-epoch weights
+    _remove_stale_temporaries(out, fit.fit_id)
+    return record, trained
+
+
+def _remove_stale_temporaries(out: Path, fit: str) -> None:
+    """Temporary files (io.atomic_path) a killed process left for this recorded fit."""
+    for path in [*(out / "results").glob(f".{fit}.tmp-*"), *(out / "runs" / fit).rglob(".*.tmp-*")]:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
+class Progress:
+    """The line printed per finished fit: overall bar, elapsed time and an ETA from the mean
+    wall time per trained fit so far (with parallel fits, that is the throughput)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.trained, self.started = total, 0, 0, time.time()
+
+    def finished(self, record: dict, trained: bool) -> None:
+        self.done += 1
+        self.trained += trained
+        elapsed = time.time() - self.started
+        eta = elapsed / max(self.trained, 1) * (self.total - self.done)
+        _say(f"[{self.done}/{self.total}] done  {record['fit_id']}: test AUC {record['metrics']['test']['auc']:.3f}, "
+             f"{record['seconds']:.0f} s  {_bar(self.done, self.total)} elapsed {_clock(elapsed)} ETA {_clock(eta)}")
 
 
 def make_record(config: ExperimentConfig, out: Path, fit: Fit) -> dict:

@@ -9,6 +9,9 @@ from osteo_tf.data.images import parse_intensity
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.models import MODES, get_backbone_spec
 
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies; see training.hardware
+CACHE_CHOICES = ("memory", "disk", "none")  # as osteo_tf.data.pipeline.CACHE_CHOICES (tests/data/test_pipeline.py checks)
+
 COVARIATE_SETS = {
     "hip": ("age", "bmi", "sex", "hip_fracture_history"),  # Yamamoto 2020: 1×6 vector
     "dental": ("age", "bmi", "sex"),  # Sukegawa 2022: 1×4 vector
@@ -29,6 +32,13 @@ class TrainConfig:
     is an error) or "median" (training-row medians plus missing indicators).
     allow_exclusions: leave invalid manifest rows out (listed in the run's exclusions.csv)
     instead of stopping. deterministic: TensorFlow op determinism (identical reruns).
+    cache: where decoded images stay between epochs — "memory" (RAM), "disk" (a tf.data cache
+    file in the run's ``cache/`` folder, for cohorts larger than RAM) or "none" (decode every
+    epoch); same batches either way (:func:`osteo_tf.data.pipeline.make_dataset`).
+    precision: "auto" (mixed precision on a GPU, float32 on CPU), "float32", "mixed_float16"
+    or "mixed_bfloat16". jit: XLA-compile the train step, "auto" (on a GPU) or true/false
+    (:mod:`osteo_tf.training.hardware`). batch_size is per replica: with several GPUs the
+    global batch is batch_size × GPUs.
     """
 
     backbone: str = "efficientnet_b0"
@@ -49,6 +59,9 @@ class TrainConfig:
     impute: str = "none"
     allow_exclusions: bool = False
     deterministic: bool = False
+    cache: str = "memory"
+    precision: str = "auto"
+    jit: str | bool = "auto"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,6 +76,16 @@ class TrainConfig:
         self.intensity = str(parse_intensity(self.intensity))
         if self.impute not in IMPUTE_METHODS:
             raise OsteoInputError(f"invalid training option impute={self.impute!r}; choose one of: {', '.join(IMPUTE_METHODS)}")
+        if self.cache not in CACHE_CHOICES:
+            raise OsteoInputError(f"invalid training option cache={self.cache!r}; choose one of: memory (decoded images "
+                                  "in RAM, default), disk (a cache file in the run folder, for cohorts larger than RAM), "
+                                  "none (decode every epoch)")
+        if self.precision not in PRECISIONS:
+            raise OsteoInputError(f"invalid training option precision={self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        if isinstance(self.jit, str) and self.jit.lower() in ("true", "false", "on", "off"):
+            self.jit = self.jit.lower() in ("true", "on")
+        if not isinstance(self.jit, bool) and self.jit != "auto":
+            raise OsteoInputError(f"invalid training option jit={self.jit!r}; choose auto, true or false")
         checks = {
             "image_size": self.image_size >= 32, "epochs": self.epochs >= 1, "patience": self.patience >= 1,
             "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,

@@ -10,6 +10,9 @@ Layout (every file written under a temporary name and renamed)::
       history.csv              one row per epoch (loss, auc, val_loss, val_auc, …)
       checkpoints/best.keras   best model so far (by validation loss)
       backup/                  Keras BackupAndRestore state: a killed fit resumes here
+      cache/                   --cache disk only: tf.data caches of the decoded train/val images
+                               (<split>-<key>.*; deleted when the run completes)
+      runtime.json             precision, XLA, replicas and global batch the fit ran with
       tensorboard/             TensorBoard logs
       model.keras              final model (best epoch's weights)
       predictions.csv          validation and test predictions (probability per image)
@@ -43,6 +46,8 @@ class RunDir:
     history = property(lambda self: self.path / "history.csv")
     checkpoint = property(lambda self: self.path / "checkpoints" / "best.keras")
     backup = property(lambda self: self.path / "backup")
+    cache = property(lambda self: self.path / "cache")
+    runtime = property(lambda self: self.path / "runtime.json")
     tensorboard = property(lambda self: self.path / "tensorboard")
     model = property(lambda self: self.path / "model.keras")
     predictions = property(lambda self: self.path / "predictions.csv")
@@ -60,7 +65,7 @@ class RunDir:
         return read_json(self.config)
 
     def load_model(self, path: str | Path | None = None):
-        """The run's ``model.keras`` (or ``path``), loaded with Keras ``safe_mode=True``.
+        """The run's ``model.keras`` (or ``path``), loaded for inference with Keras ``safe_mode=True``.
 
         Safe mode refuses to deserialise code (``Lambda`` layers, pickled Python), so a
         model file from an untrusted run folder cannot run anything on load; nothing in a
@@ -72,7 +77,9 @@ class RunDir:
         if not path.is_file():
             raise OsteoInputError(f"model file {path} does not exist")
         try:
-            return keras.models.load_model(path, safe_mode=True)
+            # compile=False: every caller predicts; it also skips rebuilding the optimiser
+            # (a mixed_float16 run's LossScaleOptimizer would not match a plain SGD's slots).
+            return keras.models.load_model(path, safe_mode=True, compile=False)
         except Exception as error:  # Keras raises ValueError / TypeError / OSError / zip errors
             raise OsteoInputError(
                 f"refusing to load {path}: it cannot be loaded in Keras safe mode ({type(error).__name__}: "

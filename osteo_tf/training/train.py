@@ -31,19 +31,16 @@ from osteo_tf.io import atomic_path, write_csv, write_json
 from osteo_tf.models import build_model, get_backbone_spec, uses_covariates, uses_images
 from osteo_tf.training.callbacks import AtomicBestCheckpoint, AtomicHistory
 from osteo_tf.training.config import TrainConfig
+from osteo_tf.training.hardware import distribution_strategy, dtype_policy, resolve_runtime
 from osteo_tf.training.run_dir import RunDir
 
 CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
+# Training options that do not change the results: resuming a run with another value is fine.
+RESUME_MAY_CHANGE = ("cache", "jit")
 
 
 def log(message: str) -> None:
     print(f"[osteo] {message}", flush=True)
-
-
-def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
 def load_cohort(manifest: str | Path, config: TrainConfig, manifest_config: ManifestConfig | None = None) -> pd.DataFrame:
@@ -96,6 +93,9 @@ def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
     if run.config.is_file() and not force:
         previous = run.read_config()
         now = json.loads(json.dumps(settings, default=str))  # as written: tuples become lists
+        for values in (previous, now):
+            if isinstance(values.get("train"), dict):
+                values["train"] = {k: v for k, v in values["train"].items() if k not in RESUME_MAY_CHANGE}
         if any(previous.get(key) != now.get(key) for key in ("train", "manifest", "splits")):
             raise OsteoInputError(
                 f"{run.path} holds an unfinished run with different settings; choose another --out "
@@ -122,14 +122,13 @@ def callbacks(run: RunDir, config: TrainConfig) -> list[keras.callbacks.Callback
     ]
 
 
-def compile_model(model: keras.Model, config: TrainConfig) -> keras.Model:
+def compile_model(model: keras.Model, config: TrainConfig, jit: bool = False) -> keras.Model:
+    """SGD with the config's rate and momentum, binary cross-entropy, AUC and accuracy; ``jit``: XLA."""
     optimizer = keras.optimizers.SGD(
         learning_rate=config.learning_rate, momentum=config.momentum,
         weight_decay=config.weight_decay or None,
     )
-    # XLA on CPU retraces for tf.data's dynamic batch size and runs ~40 % slower here;
-    # the speed options (mixed precision, --jit on GPU) are a later issue.
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", jit_compile=False,
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", jit_compile=jit,
                   metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
     return model
 
@@ -138,7 +137,7 @@ def predict_rows(model: keras.Model, cohort: pd.DataFrame, covariates: np.ndarra
     """Probabilities (rows,) for the given rows, in row order, without augmentation."""
     spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
     dataset = make_dataset(cohort, covariates, spec, config.image_size, config.batch_size, training=False,
-                           intensity=config.intensity)
+                           intensity=config.intensity, cache="none")  # one pass: nothing to cache
     return model.predict(dataset, verbose=0).reshape(-1).astype(np.float64)
 
 
@@ -171,6 +170,7 @@ def train(
     verbose: int | str = "auto",
     cohort: pd.DataFrame | None = None,
     splits: dict[str, np.ndarray] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
     **options,
 ) -> RunDir:
     """Trains one model on ``manifest`` and writes a complete run folder at ``out``.
@@ -179,7 +179,10 @@ def train(
     ``config`` is None. ``cohort`` may pass an already validated table of the same manifest
     (the demo reads it once for several models). ``splits`` may give the train/val/test
     positional row indices of the cohort (e.g. one fold of k-fold CV); by default the rows
-    are split at random by ``config.split`` and ``config.seed``. Returns the run folder.
+    are split at random by ``config.split`` and ``config.seed``. ``strategy``: the
+    tf.distribute strategy (default: MirroredStrategy over several GPUs, see
+    :mod:`osteo_tf.training.hardware`); batches are ``config.batch_size`` per replica.
+    Returns the run folder.
     """
     config = config or TrainConfig(**options)
     run = RunDir(out)
@@ -214,26 +217,32 @@ def train(
         encoded = encoder.transform(cohort)
         log(f"covariates {list(covariate_columns)} → {encoder.dim}-vector {encoder.feature_names}")
 
+    strategy = strategy or distribution_strategy()
+    runtime = resolve_runtime(config.precision, config.jit, config.batch_size, strategy)
+    write_json(run.runtime, runtime.to_dict())
     spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
     datasets = {
         name: make_dataset(cohort.iloc[rows], None if encoded is None else encoded[rows], spec,
-                           config.image_size, config.batch_size, training=(name == "train"), seed=config.seed,
-                           intensity=config.intensity)
+                           config.image_size, runtime.global_batch_size, training=(name == "train"), seed=config.seed,
+                           intensity=config.intensity, cache=config.cache, cache_file=run.cache / name)
         for name, rows in splits.items() if name != "test"
     }
-    strategy = distribution_strategy()
-    with strategy.scope():
+    with strategy.scope(), dtype_policy(runtime.precision):
         model = build_model(config.backbone, config.mode, config.image_size,
                             0 if encoded is None else encoded.shape[1], config.weights)
-        compile_model(model, config)
+        compile_model(model, config, jit=runtime.jit)
     log(f"training {model.name} ({model.count_params():,} parameters) at {config.image_size} px, "
-        f"lr {config.learning_rate}, up to {config.epochs} epochs on {strategy.num_replicas_in_sync} replica(s)")
+        f"lr {config.learning_rate}, up to {config.epochs} epochs on {runtime.replicas} replica(s) "
+        f"(global batch {runtime.global_batch_size}), {runtime.precision}, XLA {'on' if runtime.jit else 'off'}")
     model.fit(datasets["train"], validation_data=datasets["val"], epochs=config.epochs,
               callbacks=callbacks(run, config), verbose=verbose)
 
     with atomic_path(run.model) as temporary:
         model.save(temporary)
     metrics = score_splits(model, cohort, encoded, splits, config, run)
+    import shutil
+
+    shutil.rmtree(run.cache, ignore_errors=True)  # --cache disk: decoded images, not needed once complete
     write_json(run.complete_marker, {"seconds": round(time.time() - started, 1), "test_auc": metrics["test"]["auc"]})
     log(f"run complete: {run.path} (test AUC {metrics['test']['auc']:.3f})")
     return run

@@ -1,10 +1,14 @@
+import json
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from osteo_tf.data.pipeline import augment, load_image, make_dataset, rotate
+from osteo_tf.data.pipeline import (CACHE_CHOICES, augment, cache_key, load_image, make_dataset, prepare_disk_cache,
+                                    rotate)
 from osteo_tf.models import get_backbone_spec
 
 SIZE = 32
@@ -85,3 +89,143 @@ def test_rotate_by_180_degrees_matches_a_double_flip():
     image = tf.constant(np.arange(16, dtype=np.float32).reshape(4, 4, 1))
     rotated = rotate(image, tf.constant(180.0)).numpy()
     np.testing.assert_allclose(rotated, image.numpy()[::-1, ::-1], atol=1e-3)
+
+
+# --- cache choices (memory / disk / none) ---------------------------------------------------
+
+
+def _epochs(dataset, n=2):
+    return [list(dataset.as_numpy_iterator()) for _ in range(n)]
+
+
+def _assert_same_epochs(a, b):
+    assert len(a) == len(b)
+    for epoch_a, epoch_b in zip(a, b):
+        assert len(epoch_a) == len(epoch_b)
+        for (x_a, y_a), (x_b, y_b) in zip(epoch_a, epoch_b):
+            assert set(x_a) == set(x_b)
+            for key in x_a:
+                np.testing.assert_array_equal(x_a[key], x_b[key])
+            np.testing.assert_array_equal(y_a, y_b)
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts image decodes (the pipeline calls pipeline.read_image once per decoded image)."""
+    import osteo_tf.data.pipeline as pipeline
+
+    calls = []
+    original = pipeline.read_image
+    monkeypatch.setattr(pipeline, "read_image", lambda path, roi=None: calls.append(path) or original(path, roi))
+    return calls
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_disk_memory_and_no_cache_give_identical_batches(cohort, tmp_path, decodes, training):
+    covariates = np.arange(12, dtype=np.float32).reshape(6, 2)
+    spec = get_backbone_spec("resnet18")
+    runs = {}
+    for cache in ("memory", "disk", "none"):
+        decodes.clear()
+        dataset = make_dataset(cohort, covariates, spec, SIZE, batch_size=4, training=training, seed=3,
+                               cache=cache, cache_file=tmp_path / "cache" / "train")
+        runs[cache] = _epochs(dataset)
+        assert len(decodes) == (12 if cache == "none" else 6), cache  # cached: decoded in the first epoch only
+    _assert_same_epochs(runs["memory"], runs["disk"])
+    _assert_same_epochs(runs["memory"], runs["none"])
+    if training:
+        assert not np.array_equal(runs["memory"][0][0][0]["image"], runs["memory"][1][0][0]["image"])  # reshuffled
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    key = cache_key(cohort, SIZE)
+    assert files == [f"train-{key}.data-00000-of-00001", f"train-{key}.index"]
+
+    decodes.clear()  # a new dataset (e.g. a resumed run) reads the complete disk cache back
+    again = make_dataset(cohort, covariates, spec, SIZE, batch_size=4, training=training, seed=3,
+                         cache="disk", cache_file=tmp_path / "cache" / "train")
+    _assert_same_epochs(runs["memory"], _epochs(again))
+    assert decodes == []
+
+
+KILLED_WRITER = """
+import os, sys
+import pandas as pd
+import osteo_tf.data.pipeline as pipeline
+from osteo_tf.models import get_backbone_spec
+read_image = pipeline.read_image
+pipeline.read_image = lambda path, roi: read_image(path if path.endswith(("0.png", "1.png")) else "killed", roi)
+cohort = pd.read_csv(sys.argv[1])
+dataset = pipeline.make_dataset(cohort, None, get_backbone_spec("resnet18"), {size}, batch_size=2, training=False,
+                                cache="disk", cache_file=sys.argv[2])
+iterator = iter(dataset)
+next(iterator)  # the first epoch has written two images to the cache; the third never comes
+os._exit(0)  # killed: no destructor cleans up
+"""
+
+
+def test_partial_cache_of_a_killed_run_does_not_break_the_next_one(cohort, tmp_path):
+    import subprocess
+    import sys
+
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    cache_file = tmp_path / "run" / "cache" / "train"
+    subprocess.run([sys.executable, "-c", KILLED_WRITER.format(size=SIZE), str(tmp_path / "cohort.csv"), str(cache_file)],
+                   check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    key = cache_key(cohort, SIZE)
+    assert (cache_file.parent / f"train-{key}_0.lockfile").is_file()  # what tf.data leaves behind
+    with pytest.raises(tf.errors.AlreadyExistsError):  # tf.data alone refuses to start a new cache
+        list(tf.data.Dataset.range(3).cache(str(cache_file.parent / f"train-{key}")))
+
+    spec = get_backbone_spec("resnet18")
+    expected = _epochs(make_dataset(cohort, None, spec, SIZE, batch_size=2, training=False))
+    dataset = make_dataset(cohort, None, spec, SIZE, batch_size=2, training=False, cache="disk", cache_file=cache_file)
+    _assert_same_epochs(expected, _epochs(dataset))
+    assert sorted(p.name for p in cache_file.parent.iterdir()) == [f"train-{key}.data-00000-of-00001", f"train-{key}.index"]
+
+
+def test_stale_caches_are_removed_and_others_kept(cohort, tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    key = cache_key(cohort, SIZE)
+    stale = [f"train-{cache_key(cohort, 48)}.index", f"train-{cache_key(cohort, 48)}.data-00000-of-00001",  # other size
+             f"train-{key}.index", f"train-{key}_0.lockfile"]  # killed while merging: index without its lockfile gone
+    for name in stale + ["val-0123456789abcdef.index", "notes.txt"]:
+        (folder / name).write_bytes(b"junk")
+    filename = prepare_disk_cache(folder / "train", key)
+    assert filename == str(folder / f"train-{key}")
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "val-0123456789abcdef.index"]
+    assert cache_key(cohort, SIZE) != cache_key(cohort, SIZE, "percentile:1,99") != cache_key(cohort.iloc[:5], SIZE)
+
+
+def test_cache_option_is_checked(cohort):
+    from osteo_tf.errors import OsteoInputError
+    from osteo_tf.training import config as training_config
+    from osteo_tf.training.config import TrainConfig
+
+    spec = get_backbone_spec("resnet18")
+    with pytest.raises(OsteoInputError, match="choose one of: memory"):
+        make_dataset(cohort, None, spec, SIZE, batch_size=2, training=False, cache="ram")
+    with pytest.raises(OsteoInputError, match="needs cache_file"):
+        make_dataset(cohort, None, spec, SIZE, batch_size=2, training=False, cache="disk")
+    with pytest.raises(OsteoInputError, match="invalid training option cache='ram'; choose one of: memory"):
+        TrainConfig(cache="ram")
+    assert TrainConfig().cache == "memory" and training_config.CACHE_CHOICES == CACHE_CHOICES
+
+
+def test_train_with_disk_cache_decodes_once_and_cleans_up(tmp_path, decodes):
+    from osteo_tf.data.synthetic import make_cohort
+    from osteo_tf.training.train import prepare_run, train
+
+    manifest = make_cohort("hip", 24, tmp_path / "phantom", seed=1, image_size=SIZE)
+    run = train(manifest, tmp_path / "run", backbone="resnet18", mode="image_only", image_size=SIZE, epochs=2,
+                batch_size=8, cache="disk", verbose=0)
+    splits = pd.read_csv(run.splits)["split"].value_counts()
+    # train and val decoded once for 2 epochs (the cache), then val and test once more for the predictions
+    assert len(decodes) == splits["train"] + 2 * splits["val"] + splits["test"]
+    assert not run.cache.exists()  # removed once the run is complete
+    settings = json.loads(run.config.read_text())
+    assert settings["train"]["cache"] == "disk"
+
+    # The cache option does not change results: an unfinished run resumes under another one.
+    run.complete_marker.unlink()
+    settings["train"]["cache"] = "none"
+    prepare_run(run, settings, force=False)

@@ -89,3 +89,13 @@ def test_missing_file_bad_yaml_and_unknown_name(tmp_path):
         load_experiment(tmp_path / "bad.yaml")
     with pytest.raises(OsteoInputError, match="packaged configs: demo, dental_2022, hip_2020"):
         load_experiment("hip2020")
+
+
+def test_train_cache_option_passes_through_and_is_not_hashed():
+    config = parse_experiment(VALID)
+    disk = parse_experiment(config_with(train={**VALID["train"], "cache": "disk"}))
+    assert disk.train_config("resnet18", "image_only", 0).cache == "disk"
+    assert config.train_config("resnet18", "image_only", 0).cache == "memory"
+    assert disk.hash() == config.hash()  # where decoded images are kept does not change results
+    with pytest.raises(OsteoInputError, match="'train': invalid training option cache='ram'"):
+        parse_experiment(config_with(train={"cache": "ram"}))
