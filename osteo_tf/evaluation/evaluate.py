@@ -16,6 +16,7 @@ import pandas as pd
 from osteo_tf.data.covariates import CovariateEncoder
 from osteo_tf.data.manifest import ManifestConfig
 from osteo_tf.data.splits import splits_from_table
+from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import binary_metrics
 from osteo_tf.evaluation.threshold import run_threshold
 from osteo_tf.io import read_json, write_csv, write_json
@@ -52,6 +53,7 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
         name = split
     else:
         rows, name = cohort, f"external_{Path(manifest).stem}"
+        _refuse_other_source(run_dir.path / f"evaluation_{name}.json", Path(manifest))
         if config.allow_exclusions:  # the external rows left out, as the run's exclusions.csv
             write_csv(run_dir.path / f"evaluation_{name}_exclusions.csv", exclusions_of(cohort))
     encoded = None
@@ -65,3 +67,14 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
         "image": rows["image"].to_numpy(), "label": rows["label"].to_numpy(), "probability": np.round(probability, 6),
     }))
     return metrics
+
+
+def _refuse_other_source(path: Path, manifest: Path) -> None:
+    """External scores are named by the manifest's file name: never overwrite those of another file."""
+    if not path.is_file():
+        return
+    previous = read_json(path).get("source")
+    if previous and Path(previous) != manifest.resolve():
+        raise OsteoInputError(
+            f"{path} already holds the scores of {previous}, another cohort whose manifest has the same file name "
+            f"as {manifest}; copy this manifest to another file name (e.g. {manifest.stem}_siteB.csv) and score that")

@@ -39,7 +39,8 @@ def score_external(directory: str | Path, results: pd.DataFrame, manifest: str |
 
 def collect_external(directory: str | Path, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """External scores already in the fits' run folders: ``{name: one row per fit}``, each
-    row with ``backbone, mode, repeat, fold, source`` and the metrics."""
+    row with ``backbone, mode, repeat, fold, source``, the metrics and ``test_predictions``
+    (the fit's label/probability per external image, for the ROC figures)."""
     found: dict[str, list[dict]] = {}
     for row in results.itertuples(index=False):
         if not isinstance(row.run_dir, str) or not row.run_dir:
@@ -49,9 +50,11 @@ def collect_external(directory: str | Path, results: pd.DataFrame) -> dict[str, 
                 continue
             record = json.loads(path.read_text())
             name = path.stem[len("evaluation_"):]
+            predictions = pd.read_csv(path.with_name(f"{path.stem}_predictions.csv"))
             found.setdefault(name, []).append({
                 "fit_id": row.fit_id, "backbone": row.backbone, "mode": row.mode, "repeat": row.repeat,
                 "fold": row.fold, "source": record.get("source", ""), "n_cases": record.get("n"),
                 # every model scores the whole external cohort: the same images for all
-                "test_images": name, **{m: float(record[m]) for m in METRIC_NAMES}})
+                "test_images": name, **{m: float(record[m]) for m in METRIC_NAMES},
+                "test_predictions": predictions[["label", "probability"]].to_dict("records")})
     return {name: pd.DataFrame(rows) for name, rows in sorted(found.items())}

@@ -16,6 +16,7 @@ validation, the run folders named there) and writes ``DIR/report/``:
 ``units.csv``                   the per-run (or per-repeat) values every test used
 ``external_<name>*.csv/.md``    the same tables on an external cohort (``--external``)
 ``figures/roc_<backbone>.png``  ROC image-only vs ensemble (mean ± 1 SD band over runs)
+``figures/external_<stem>_roc_<backbone>.png``  the same on the external cohort <stem>.csv
 ``figures/effect_sizes.png``    forest plot of Hedges' g with 95 % CI
 ==============================  ==========================================================
 
@@ -184,9 +185,11 @@ def _runs(frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
     return [r for r in runs if len(set(r[0].tolist())) == 2]
 
 
-def _roc_figures(results: pd.DataFrame, backbones: list[str], delong: pd.DataFrame, out: Path) -> list[Path]:
+def _roc_figures(results: pd.DataFrame, backbones: list[str], delong: pd.DataFrame, out: Path,
+                 cohort: str = "test") -> list[Path]:
     """One ROC figure per backbone run image-only or ensemble; covariates-only fits (of that
-    backbone, or the runner's backbone-free ones) are drawn beside them as a reference."""
+    backbone, or the runner's backbone-free ones) are drawn beside them as a reference.
+    ``cohort``: "test" (each fit's test split) or an external cohort's name (figure name prefix)."""
     paths = []
     reference = results[results["mode"] == "covariates_only"]
     for backbone in backbones:
@@ -197,9 +200,9 @@ def _roc_figures(results: pd.DataFrame, backbones: list[str], delong: pd.DataFra
         if "covariates_only" not in curves and len(reference):
             curves["covariates_only"] = _runs(reference)
         dl = delong.loc[delong["backbone"] == backbone, "p_value"]
-        path = out / "figures" / f"roc_{backbone}.png"
+        path = out / "figures" / (f"roc_{backbone}.png" if cohort == "test" else f"{cohort}_roc_{backbone}.png")
         paths.append(plot_roc_comparison({m: r for m, r in curves.items() if r}, path,
-                                         f"{backbone}: test ROC", float(dl.iloc[0]) if len(dl) else None))
+                                         f"{backbone}: {cohort} ROC", float(dl.iloc[0]) if len(dl) else None))
     return paths
 
 
@@ -246,8 +249,10 @@ def make_report(directory: str | Path, external: str | Path | None = None, paire
                                    f"{experiment.get('name', directory.name)}: effect sizes"))
     if external is not None:
         ext.score_external(directory, results, external, evaluate_fn)
-    external_text = [_external_section(out, name, frame, paired, backbones, alpha)
-                     for name, frame in ext.collect_external(directory, results).items()]
+    external_text = []
+    for name, frame in ext.collect_external(directory, results).items():
+        external_text.append(_external_section(out, name, frame, paired, backbones, alpha))
+        figures += _roc_figures(frame, backbones, pd.DataFrame(columns=["backbone", "p_value"]), out, cohort=name)
     lines = [f"# Report: {experiment.get('name', directory.name)}", "",
              f"Experiment folder `{directory}`; {len(results)} finished fits; backbones {', '.join(backbones)}; "
              f"split {(experiment.get('split') or {}).get('kind', 'unknown')}; unit of analysis: {unit}; "
@@ -264,7 +269,7 @@ def _external_section(out: Path, name: str, frame: pd.DataFrame, paired: bool, b
                       alpha: float) -> str:
     units, unit, notes = analysis_units(frame)
     summary, comparison, test_notes = _statistics(units, paired, backbones)
-    write_csv(out / f"{name}_fits.csv", frame.drop(columns=["test_images"]))
+    write_csv(out / f"{name}_fits.csv", frame.drop(columns=["test_images", "test_predictions"]))
     write_csv(out / f"{name}_summary.csv", summary)
     write_csv(out / f"{name}_comparison.csv", comparison)
     sources = ", ".join(f"`{s}`" for s in dict.fromkeys(frame["source"]))

@@ -156,6 +156,8 @@ def test_external_validation_table_is_kept_in_the_folder(tmp_path):
         p = 1 / (1 + np.exp(-(strength * (2 * labels - 1) + np.random.default_rng(seed).normal(0, 1.5, 40))))
         write_json(Path(run) / f"evaluation_external_{Path(manifest).stem}.json",
                    {"source": str(manifest), "rows": "external", **binary_metrics(labels, p)})
+        pd.DataFrame({"image": [f"x{i}.png" for i in range(40)], "label": labels, "probability": p}).to_csv(
+            Path(run) / f"evaluation_external_{Path(manifest).stem}_predictions.csv", index=False)
 
     text = make_report(folder, external=other, evaluate_fn=fake_evaluate).read_text()
     assert len(calls) == len(load_results(folder))
@@ -163,6 +165,9 @@ def test_external_validation_table_is_kept_in_the_folder(tmp_path):
     for name in ("external_other_summary.csv", "external_other_comparison.csv", "external_other_fits.csv",
                  "external_other.md"):
         assert (folder / "report" / name).is_file()
+    figure = folder / "report" / "figures" / "external_other_roc_resnet18.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "figures/external_other_roc_resnet18.png" in text
+    assert "test_predictions" not in (folder / "report" / "external_other_fits.csv").read_text()
     assert "## External validation: external_other" in make_report(folder).read_text()  # regenerated, no rescoring
     with pytest.raises(OsteoInputError, match="does not exist"):
         make_report(folder, external=tmp_path / "missing.csv", evaluate_fn=fake_evaluate)

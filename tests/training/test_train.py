@@ -59,6 +59,11 @@ def test_evaluate_on_an_external_cohort(ensemble_run, tmp_path):
     metrics = evaluate(ensemble_run.path, manifest=external)
     assert metrics["n"] == 30
     assert (ensemble_run.path / "evaluation_external_manifest.json").is_file()
+    assert evaluate(ensemble_run.path, manifest=external)["auc"] == metrics["auc"]  # the same cohort again: rescored
+    namesake = make_cohort("hip", 20, tmp_path / "third_hospital", seed=10, image_size=32)  # also manifest.csv
+    with pytest.raises(OsteoInputError, match="another cohort whose manifest has the same file name"):
+        evaluate(ensemble_run.path, manifest=namesake)
+    assert json.loads((ensemble_run.path / "evaluation_external_manifest.json").read_text())["n"] == 30  # kept
 
 
 @pytest.mark.parametrize("mode", ["image_only", "covariates_only"])
