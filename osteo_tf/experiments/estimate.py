@@ -161,7 +161,7 @@ def format_duration(seconds: float) -> str:
 def print_estimate(config: ExperimentConfig, fits: list, subjects: int, devices: int, out: Path | None = None,
                    probe=None) -> dict:
     """Probes, prints the estimate table and returns its figures (seconds)."""
-    from osteo_tf.training.hardware import distribution_strategy, resolve_runtime, strategy_devices
+    from osteo_tf.training.hardware import distribution_strategy, strategy_devices
 
     train_rows, val_rows = split_rows(config, subjects)
     device = ", ".join(strategy_devices(distribution_strategy()))
@@ -175,8 +175,7 @@ def print_estimate(config: ExperimentConfig, fits: list, subjects: int, devices:
     one, many = wall_time(durations, 1), wall_time(durations, devices)
     print(f"  total {len(durations)} fits: {format_duration(one)} on 1 device like this one, "
           f"{format_duration(many)} on {devices} (one fit per device; --executor ray --gpus-per-fit 1)")
-    runtime = resolve_runtime("auto", "auto", 1, distribution_strategy())
-    if runtime.precision == "float32" and "GPU" not in device.upper():
+    if "GPU" not in device.upper():
         print("  (probed on CPU: on a GPU, rerun --estimate there; mixed precision and XLA are then on by default)")
     return {"costs": costs, "one_device_seconds": one, "devices": devices, "devices_seconds": many}
 
