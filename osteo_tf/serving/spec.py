@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from osteo_tf.data.manifest import _HIP_CODES, DEFAULT_SEX_CODES
+from osteo_tf.data.manifest.config import _HIP_CODES, DEFAULT_SEX_CODES
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import read_json
 from osteo_tf.training.run_dir import RunDir

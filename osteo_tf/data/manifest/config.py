@@ -1,0 +1,246 @@
+"""Manifest options (column names, sex codes, required covariates, ROI, threshold) and plausible ranges."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from osteo_tf.errors import OsteoInputError
+
+
+#: Canonical names of the clinical covariates a protocol may require.
+COVARIATES: tuple[str, ...] = ("age", "sex", "bmi", "hip_fracture_history")
+#: Sex codes always accepted (lower-case keys; the config may add more).
+DEFAULT_SEX_CODES: Mapping[str, str] = MappingProxyType(
+    {"f": "F", "female": "F", "m": "M", "male": "M"}
+)
+ROI_COLUMNS: tuple[str, ...] = ("roi_x", "roi_y", "roi_w", "roi_h")
+ROI_POINT_COLUMNS: tuple[str, ...] = ("roi_cx", "roi_cy")
+ROI_ANCHORS: tuple[str, ...] = ("below", "center")
+
+_HIP_CODES = {"yes": 1, "y": 1, "1": 1, "1.0": 1, "true": 1,
+              "no": 0, "n": 0, "0": 0, "0.0": 0, "false": 0}
+_LABEL_CODES = {"0": 0, "0.0": 0, "1": 1, "1.0": 1}
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+", re.ASCII)
+_MAX_LISTED = 30  # problems listed in one error message
+_MAX_LINES = 10  # line numbers listed for one grouped problem
+_INVALID = object()  # a cell that was present but bad (already reported)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Plausible range of a numeric column, inclusive, with its unit for messages."""
+
+    unit: str
+    lo: float
+    hi: float
+
+    def describe(self) -> str:
+        if self.lo < 0:
+            return f"{self.unit}, {self.lo:g} to {self.hi:+g}"
+        return f"{self.unit}, {self.lo:g}–{self.hi:g}"
+
+
+_RANGES = {
+    "age": _Range("years", 0, 120),
+    "bmi": _Range("kg/m²", 10, 70),
+    "height_cm": _Range("cm", 50, 250),
+    "weight_kg": _Range("kg", 10, 350),
+    "t_score": _Range("DXA T-score", -10, 10),
+}
+
+
+# ------------------------------------------------------------------------------ config
+
+
+@dataclass(frozen=True)
+class ManifestColumns:
+    """The user's column name for each canonical column (defaults = the data contract)."""
+
+    image: str = "image"
+    patient_id: str = "patient_id"
+    age: str = "age"
+    sex: str = "sex"
+    bmi: str = "bmi"
+    height_cm: str = "height_cm"
+    weight_kg: str = "weight_kg"
+    hip_fracture_history: str = "hip_fracture_history"
+    t_score: str = "t_score"
+    label: str = "label"
+    roi_x: str = "roi_x"
+    roi_y: str = "roi_y"
+    roi_w: str = "roi_w"
+    roi_h: str = "roi_h"
+    roi_cx: str = "roi_cx"
+    roi_cy: str = "roi_cy"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            name = getattr(self, f.name)
+            if not isinstance(name, str) or not name.strip():
+                raise OsteoInputError(
+                    f"manifest config: columns.{f.name} must be a non-empty column name, "
+                    f"got {name!r}"
+                )
+            object.__setattr__(self, f.name, name.strip())
+        names = self.as_dict()
+        for user in set(names.values()):
+            canon = [c for c, u in names.items() if u == user]
+            if len(canon) > 1:
+                raise OsteoInputError(
+                    f"manifest config: columns {', '.join(canon)} all map to the same "
+                    f"column {user!r}; give each its own column"
+                )
+
+    def as_dict(self) -> dict[str, str]:
+        """Canonical name → user's column name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ManifestColumns:
+        """Build from a YAML-style mapping; unknown canonical names raise OsteoInputError."""
+        if d is None:
+            return cls()
+        if not isinstance(d, Mapping):
+            raise OsteoInputError(f"manifest config: columns must be a mapping, got {d!r}")
+        _reject_unknown("columns", d, [f.name for f in fields(cls)])
+        return cls(**{str(k): v for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class ManifestConfig:
+    """How to read a manifest.
+
+    Attributes:
+        columns: the user's column names.
+        sex_codes: extra (or overriding) sex codes, merged over :data:`DEFAULT_SEX_CODES`;
+            keys are matched stripped and case-insensitively, values are ``"F"``/``"M"``.
+            E.g. ``{"0": "F", "1": "M"}``. After construction it holds the full table.
+        required: canonical covariates that must be present and non-empty
+            (:data:`COVARIATES`; ``bmi`` is satisfied by height_cm + weight_kg). The image,
+            patient id and a T-score or label are always required.
+        check_images: fully decode every image (catches corrupt / truncated files). When
+            False only each file's header is read (existence, format, size, ROI fit).
+        t_score_threshold: label = 1 (osteoporosis) when ``t_score <= t_score_threshold``.
+        roi_size: ``(width, height)`` in pixels of the box placed at ``roi_cx, roi_cy``
+            (default 250×400, the dental paper's ROI).
+        roi_anchor: ``"below"``: the box's top edge is centred on the point (x = cx − w//2,
+            y = cy), as the dental paper's box just below the mental foramen; ``"center"``:
+            the box is centred on the point.
+        allow_missing: required covariate columns may have empty cells (NaN), to be imputed
+            from the training rows (``--impute median``); otherwise each is a problem.
+    """
+
+    columns: ManifestColumns = field(default_factory=ManifestColumns)
+    # hash=False: a mapping is unhashable; the config stays usable as a dict key.
+    sex_codes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEX_CODES),
+                                         hash=False)
+    required: tuple[str, ...] = ("age", "sex", "bmi")
+    check_images: bool = True
+    t_score_threshold: float = -2.5
+    roi_size: tuple[int, int] = (250, 400)
+    roi_anchor: str = "below"
+    allow_missing: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.columns, ManifestColumns):
+            raise OsteoInputError("manifest config: columns must be a ManifestColumns")
+        object.__setattr__(self, "sex_codes", _merge_sex_codes(self.sex_codes))
+        object.__setattr__(self, "required", _check_required(self.required))
+        if not isinstance(self.check_images, bool):
+            raise OsteoInputError(
+                f"manifest config: check_images must be true or false, got {self.check_images!r}"
+            )
+        t = self.t_score_threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+            raise OsteoInputError(
+                f"manifest config: t_score_threshold must be a number (e.g. -2.5), got {t!r}"
+            )
+        object.__setattr__(self, "roi_size", _check_roi_size(self.roi_size))
+        if self.roi_anchor not in ROI_ANCHORS:
+            raise OsteoInputError(f"manifest config: roi_anchor must be one of "
+                                  f"{', '.join(ROI_ANCHORS)}, got {self.roi_anchor!r}")
+        if not isinstance(self.allow_missing, bool):
+            raise OsteoInputError(f"manifest config: allow_missing must be true or false, "
+                                  f"got {self.allow_missing!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form that :meth:`from_dict` reads back (saved in a run's config)."""
+        return {
+            "columns": self.columns.as_dict(), "sex_codes": dict(self.sex_codes),
+            "required": list(self.required), "check_images": self.check_images,
+            "t_score_threshold": self.t_score_threshold, "roi_size": list(self.roi_size),
+            "roi_anchor": self.roi_anchor, "allow_missing": self.allow_missing,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ManifestConfig:
+        """Build from a YAML-style mapping ``{"columns": {...}, "sex_codes": {...}, ...}``.
+
+        Raises:
+            OsteoInputError: unknown keys or bad values.
+        """
+        if d is None:
+            return cls()
+        if not isinstance(d, Mapping):
+            raise OsteoInputError(f"manifest config must be a mapping, got {d!r}")
+        _reject_unknown("manifest", d, [f.name for f in fields(cls)])
+        kwargs = {str(k): v for k, v in d.items()}
+        if "columns" in kwargs:
+            kwargs["columns"] = ManifestColumns.from_dict(kwargs["columns"])
+        return cls(**kwargs)
+
+
+def _reject_unknown(section: str, d: Mapping[Any, Any], valid: Sequence[str]) -> None:
+    unknown = [str(k) for k in d if str(k) not in valid]
+    if unknown:
+        raise OsteoInputError(
+            f"{section} config: unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"valid options: {', '.join(valid)}"
+        )
+
+
+def _merge_sex_codes(codes: Mapping[Any, Any]) -> Mapping[str, str]:
+    """Defaults + user codes, keys stripped/lower-cased (YAML may give int keys)."""
+    if not isinstance(codes, Mapping):
+        raise OsteoInputError(f"manifest config: sex_codes must be a mapping, got {codes!r}")
+    merged = dict(DEFAULT_SEX_CODES)
+    for key, value in codes.items():
+        sex = str(value).strip().upper()
+        if sex not in ("F", "M"):
+            raise OsteoInputError(
+                f"manifest config: sex_codes[{key!r}] must be 'F' or 'M', got {value!r}"
+            )
+        merged[str(key).strip().lower()] = sex
+    return MappingProxyType(merged)
+
+
+def _check_roi_size(size: Any) -> tuple[int, int]:
+    ok = (isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size))
+    if not ok:
+        raise OsteoInputError(f"manifest config: roi_size must be [width, height] in whole "
+                              f"pixels > 0 (e.g. [250, 400]), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _check_required(required: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(required, str) or not isinstance(required, Iterable):
+        raise OsteoInputError(
+            f"manifest config: required must be a list of covariate names, got {required!r}"
+        )
+    names = tuple(str(r) for r in required)
+    bad = [r for r in names if r not in COVARIATES]
+    if bad:
+        raise OsteoInputError(
+            f"manifest config: required has unknown covariate(s) {', '.join(map(repr, bad))}; "
+            f"choose from {', '.join(COVARIATES)}"
+        )
+    return names
+
+
