@@ -43,7 +43,8 @@ dental     0.798       0.855        0.913               —
 =========  ==========  ===========  ==================  ===========================
 
 ``make_cohort`` with 2,000 subjects at 64 px (render + write PNGs) takes ~2.8 s on one CPU
-core (~1.5 s of it rendering); 500 subjects at 96 px ~1.2 s.
+core, ~2× the cost of writing the same PNGs alone; 500 subjects at 96 px ~1.2 s
+(``bench/phantom.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Smoke runs of bench/pipeline.py and bench/train_step.py at the smallest sizes.
+"""Smoke runs of bench/pipeline.py, bench/train_step.py and bench/phantom.py at the smallest sizes.
 
 Each script runs in a subprocess, as a user runs it; the test checks that ``--help`` works
 and that stdout is ONE parseable JSON line with the expected keys (never timing values).
@@ -28,7 +28,7 @@ def one_json_line(process: subprocess.CompletedProcess) -> dict:
     return json.loads(lines[0])
 
 
-@pytest.mark.parametrize("script", ["pipeline.py", "train_step.py"])
+@pytest.mark.parametrize("script", ["pipeline.py", "train_step.py", "phantom.py"])
 def test_help(script):
     process = run(script, "--help")
     assert process.returncode == 0 and process.stdout.startswith("usage:")
@@ -65,3 +65,11 @@ def test_train_step_smoke():
 def test_bad_option_is_a_usage_error():
     process = run("pipeline.py", "--configs", "big:resnet18")
     assert process.returncode == 2 and "SIZE:BACKBONE" in process.stderr
+
+
+def test_phantom_smoke():
+    result = one_json_line(run("phantom.py", "--configs", "32:10", "--repeats", "1"))
+    config, = result["configs"]
+    assert result["bench"] == "phantom" and (config["size"], config["n"]) == (32, 10)
+    assert {"phantom_s", "png_reference_s", "ratio", "phantom_images_per_s"} <= set(config)
+    assert run("phantom.py", "--configs", "32:5").returncode == 2  # fewer than 10 subjects: usage error

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -80,17 +79,15 @@ def _cv_auc(features: np.ndarray, labels: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def calibration_cohorts(tmp_path_factory) -> dict[str, dict]:
-    """2,000-subject cohorts at 64 px written to disk and read back, with generation time."""
+    """2,000-subject cohorts at 64 px written to disk and read back."""
     out = {}
     for kind in synthetic.KINDS:
         root = tmp_path_factory.mktemp(kind)
-        start = time.perf_counter()
         manifest = make_cohort(kind, CALIBRATION_N, root, seed=0, image_size=CALIBRATION_SIZE)
-        seconds = time.perf_counter() - start
         frame = pd.read_csv(manifest)
         images = np.stack([np.asarray(Image.open(root / p)) for p in frame["image"]])
         masks = np.stack([np.asarray(Image.open(root / p)) for p in frame["mask"]])
-        out[kind] = {"frame": frame, "images": images, "masks": masks, "seconds": seconds}
+        out[kind] = {"frame": frame, "images": images, "masks": masks}
     return out
 
 
@@ -267,11 +264,6 @@ def test_image_beats_covariates_and_combination_beats_image(calibration_cohorts,
     assert 0.84 <= auc_img <= 0.90, auc_img  # informative, but not a perfect classifier
     assert auc_img > auc_cov + 0.05, (auc_img, auc_cov)
     assert auc_both > auc_img + 0.02, (auc_both, auc_img)
-
-
-def test_generating_2000_images_at_64px_is_fast(calibration_cohorts):
-    for kind, cohort in calibration_cohorts.items():
-        assert cohort["seconds"] < 10.0, (kind, cohort["seconds"])
 
 
 # --------------------------------------------------------------------------- bad arguments
