@@ -48,8 +48,6 @@ COVARIATE_ALIASES = {"hip": ("age", "bmi", "sex", "hip_fracture_history"), "dent
 PHANTOM_COLUMNS = {"hip": CANONICAL_COVARIATES, "dental": ("age", "sex", "bmi")}
 TRAIN_KEYS = ("epochs", "patience", "batch_size", "image_size", "learning_rate", "weights",
               "momentum", "weight_decay", "threshold", "cache", "precision", "jit")
-# Training options that do not change results: left out of the config hash (a resumed experiment may change them).
-HASH_IGNORED_TRAIN_KEYS = ("cache", "jit")
 TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "covariates", "split", "train")
 
 
@@ -116,8 +114,10 @@ class ExperimentConfig:
 
     def hash(self) -> str:
         """12 hex digits of SHA-256 over everything that changes results (not the description)."""
+        from osteo_tf.training.config import RESULT_NEUTRAL_OPTIONS  # parse_experiment imported it to validate `train`
+
         values = {k: v for k, v in self.to_dict().items() if k != "description"}
-        values["train"] = {k: v for k, v in values["train"].items() if k not in HASH_IGNORED_TRAIN_KEYS}
+        values["train"] = {k: v for k, v in values["train"].items() if k not in RESULT_NEUTRAL_OPTIONS}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     def with_manifest(self, manifest: str | Path) -> "ExperimentConfig":

@@ -112,19 +112,17 @@ def probe_seconds_per_image(config: ExperimentConfig, backbone: str, mode: str, 
     return float(np.median(timings)) / batch
 
 
-def measured_epochs(out: Path | None, backbone: str) -> tuple[float, int]:
-    """(mean epochs_run, number of finished fits) of ``backbone`` in the experiment folder ``out``."""
-    if out is None or not (out / "results").is_dir():
-        return 0.0, 0
-    epochs = [r["epochs_run"] for r in read_records(out) if r["backbone"] == backbone]
+def measured_epochs(records: list[dict], backbone: str) -> tuple[float, int]:
+    """(mean epochs_run, number of finished fits) of ``backbone`` among an experiment's ``records``."""
+    epochs = [r["epochs_run"] for r in records if r["backbone"] == backbone]
     return (float(np.mean(epochs)), len(epochs)) if epochs else (0.0, 0)
 
 
-def estimate_costs(config: ExperimentConfig, fits: list, subjects: int, out: Path | None = None,
+def estimate_costs(config: ExperimentConfig, fits: list, subjects: int, records: list[dict] = (),
                    probe=None) -> list[BackboneCost]:
     """One BackboneCost per backbone of ``fits`` (each probed once, with its first mode).
 
-    probe: ``(config, backbone, mode) → seconds per training image``; default the timed probe.
+    records: the experiment's finished fits (their epochs replace the config maximum). probe: ``(config, backbone, mode) → seconds per training image``; default the timed probe.
     """
     probe = probe or probe_seconds_per_image
     train_rows, val_rows = split_rows(config, subjects)
@@ -135,7 +133,7 @@ def estimate_costs(config: ExperimentConfig, fits: list, subjects: int, out: Pat
         probe_backbone = config.backbones[0] if mine[0].mode == "covariates_only" else backbone
         per_image = probe(config, probe_backbone, mine[0].mode)
         per_epoch = per_image * (train_rows + VALIDATION_COST * val_rows)
-        mean_epochs, finished = measured_epochs(out, backbone)
+        mean_epochs, finished = measured_epochs(records, backbone)
         epochs, source = (mean_epochs, f"measured ({finished} fits)") if finished else (float(max_epochs), "max")
         costs.append(BackboneCost(backbone, per_image, per_epoch, epochs, source, len(mine)))
     return costs
@@ -158,7 +156,7 @@ def format_duration(seconds: float) -> str:
     return f"{math.ceil(seconds / 60)} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def print_estimate(config: ExperimentConfig, fits: list, subjects: int, devices: int, out: Path | None = None,
+def print_estimate(config: ExperimentConfig, fits: list, subjects: int, devices: int, records: list[dict] = (),
                    probe=None) -> dict:
     """Probes, prints the estimate table and returns its figures (seconds)."""
     from osteo_tf.training.hardware import distribution_strategy, strategy_devices
@@ -166,7 +164,7 @@ def print_estimate(config: ExperimentConfig, fits: list, subjects: int, devices:
     train_rows, val_rows = split_rows(config, subjects)
     device = ", ".join(strategy_devices(distribution_strategy()))
     print(f"cost estimate: {subjects} images → {train_rows} train / {val_rows} val rows per fit; probed on {device}")
-    costs = estimate_costs(config, fits, subjects, out, probe)
+    costs = estimate_costs(config, fits, subjects, records, probe)
     print(f"  {'backbone':<16}{'fits':>6}{'ms/image':>10}{'s/epoch':>10}{'epochs':>8}  {'per fit':>10}")
     for c in costs:
         print(f"  {c.backbone:<16}{c.fits:>6}{1000 * c.seconds_per_image:>10.1f}{c.seconds_per_epoch:>10.1f}"
@@ -188,9 +186,10 @@ def estimate_experiment(config: ExperimentConfig, out: str | Path | None = None,
     if devices < 1:
         raise OsteoInputError(f"--devices must be at least 1, got {devices}")
     out = None if out is None else Path(out)
-    done = {r["fit_id"] for r in read_records(out)} if out is not None and (out / "results").is_dir() else set()
+    records = read_records(out) if out is not None and (out / "results").is_dir() else []
+    done = {r["fit_id"] for r in records}
     todo = [f for f in shard_fits(plan(config), shard) if f.fit_id not in done]
     if not todo:
         print("cost estimate: nothing left to run")
         return {"costs": [], "one_device_seconds": 0.0, "devices": devices, "devices_seconds": 0.0}
-    return print_estimate(config, todo, cohort_size(config, subjects), devices, out)
+    return print_estimate(config, todo, cohort_size(config, subjects), devices, records)

@@ -9,6 +9,9 @@ from osteo_tf.data.images import parse_intensity
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.models import MODES, get_backbone_spec
 
+# Options that do not change a fit's results: a run may be resumed, and an experiment's hash
+# stays, with other values of these.
+RESULT_NEUTRAL_OPTIONS = ("cache", "jit")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies; see training.hardware
 CACHE_CHOICES = ("memory", "disk", "none")  # as osteo_tf.data.pipeline.CACHE_CHOICES (tests/data/test_pipeline.py checks)
 

@@ -29,8 +29,6 @@ from dataclasses import asdict, dataclass
 import keras
 import tensorflow as tf
 
-from osteo_tf.training.config import PRECISIONS  # noqa: F401 (the choices live with the config)
-
 BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
 
 

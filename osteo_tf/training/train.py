@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -30,13 +31,11 @@ from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
 from osteo_tf.io import atomic_path, write_csv, write_json
 from osteo_tf.models import build_model, get_backbone_spec, uses_covariates, uses_images
 from osteo_tf.training.callbacks import AtomicBestCheckpoint, AtomicHistory
-from osteo_tf.training.config import TrainConfig
+from osteo_tf.training.config import RESULT_NEUTRAL_OPTIONS, TrainConfig
 from osteo_tf.training.hardware import distribution_strategy, dtype_policy, resolve_runtime
 from osteo_tf.training.run_dir import RunDir
 
 CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
-# Training options that do not change the results: resuming a run with another value is fine.
-RESUME_MAY_CHANGE = ("cache", "jit")
 
 
 def log(message: str) -> None:
@@ -95,7 +94,7 @@ def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
         now = json.loads(json.dumps(settings, default=str))  # as written: tuples become lists
         for values in (previous, now):
             if isinstance(values.get("train"), dict):
-                values["train"] = {k: v for k, v in values["train"].items() if k not in RESUME_MAY_CHANGE}
+                values["train"] = {k: v for k, v in values["train"].items() if k not in RESULT_NEUTRAL_OPTIONS}
         if any(previous.get(key) != now.get(key) for key in ("train", "manifest", "splits")):
             raise OsteoInputError(
                 f"{run.path} holds an unfinished run with different settings; choose another --out "
@@ -103,8 +102,6 @@ def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
             )
         log(f"resuming the unfinished run in {run.path}")
     if force and run.path.exists():
-        import shutil
-
         shutil.rmtree(run.path)
     run.path.mkdir(parents=True, exist_ok=True)
     write_json(run.config, settings)
@@ -240,8 +237,6 @@ def train(
     with atomic_path(run.model) as temporary:
         model.save(temporary)
     metrics = score_splits(model, cohort, encoded, splits, config, run)
-    import shutil
-
     shutil.rmtree(run.cache, ignore_errors=True)  # --cache disk: decoded images, not needed once complete
     write_json(run.complete_marker, {"seconds": round(time.time() - started, 1), "test_auc": metrics["test"]["auc"]})
     log(f"run complete: {run.path} (test AUC {metrics['test']['auc']:.3f})")

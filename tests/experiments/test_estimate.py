@@ -35,21 +35,17 @@ def test_wall_time_packs_longest_first():
     assert wall_time([1.5] * 4, 1) == 6
 
 
-def test_costs_use_the_config_epochs_then_the_epochs_finished_fits_ran(tmp_path, monkeypatch):
-    from osteo_tf.experiments import estimate as module
-
+def test_costs_use_the_config_epochs_then_the_epochs_finished_fits_ran():
     config = parse_experiment(GRID)
     fits = plan(config)
-    costs = {c.backbone: c for c in estimate_costs(config, fits, 100, None, fake_probe)}
+    costs = {c.backbone: c for c in estimate_costs(config, fits, 100, (), fake_probe)}
     assert {b: c.fits for b, c in costs.items()} == {"resnet18": 20, "googlenet": 20, "none": 10}
     per_epoch = 0.01 * (71 + 9 / 3)
     assert costs["resnet18"].seconds_per_epoch == pytest.approx(per_epoch)
     assert costs["resnet18"].seconds_per_fit == pytest.approx(10 * per_epoch) and costs["resnet18"].epochs_source == "max"
-    (tmp_path / "results").mkdir()
     finished = [{"backbone": "resnet18", "epochs_run": 4}, {"backbone": "resnet18", "epochs_run": 6},
                 {"backbone": "none", "epochs_run": 9}]  # two resnet18 fits stopped early
-    monkeypatch.setattr(module, "read_records", lambda out: finished if out == tmp_path else [])
-    resnet = next(c for c in estimate_costs(config, fits, 100, tmp_path, fake_probe) if c.backbone == "resnet18")
+    resnet = next(c for c in estimate_costs(config, fits, 100, finished, fake_probe) if c.backbone == "resnet18")
     assert resnet.epochs == 5.0 and resnet.epochs_source == "measured (2 fits)"
 
 
