@@ -124,7 +124,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
 def cmd_synth(args: argparse.Namespace) -> None:
     from osteo_tf.data.synthetic import make_cohort
 
-    manifest = make_cohort(args.kind, args.n, args.out, seed=args.seed, image_size=args.image_size)
+    manifest = make_cohort(args.kind, args.n, args.out, seed=args.seed, image_size=args.image_size,
+                           informative_region=args.informative_region)
     print(f"wrote a synthetic {args.kind} cohort of {args.n} subjects: {manifest}")
 
 
@@ -368,6 +369,9 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--image-size", type=int, default=128)
+    synth.add_argument("--informative-region", choices=("bone", "head_neck"), default="bone",
+                       help="where the T-score shows and what the masks mark: the whole bone, or (hip) only the "
+                            "femoral head and neck's trabecular pattern, for Grad-CAM localisation checks")
     synth.set_defaults(handler=cmd_synth)
     check = data.add_parser("check", help="validate a manifest and its images; list every row that would be excluded")
     check.add_argument("manifest")

@@ -27,6 +27,17 @@ def test_data_synth_then_check(tmp_path, capsys):
     assert "20 valid rows" in capsys.readouterr().out
 
 
+def test_data_synth_head_neck_variant_and_its_refusal_for_dental(tmp_path, capsys):
+    out = tmp_path / "h"
+    assert main(["data", "synth", "--n", "12", "--out", str(out), "--image-size", "32",
+                 "--informative-region", "head_neck"]) == 0
+    assert json.loads((out / "cohort.json").read_text())["informative_region"] == "head_neck"
+    assert main(["data", "synth", "--kind", "dental", "--n", "12", "--out", str(tmp_path / "d"),
+                 "--informative-region", "head_neck"]) == 2
+    assert "informative_region must be one of ('bone',) for a dental phantom" in capsys.readouterr().err
+    assert not (tmp_path / "d" / "manifest.csv").exists()
+
+
 def test_bad_manifest_exits_2_with_the_row_and_no_traceback(tmp_path):
     (tmp_path / "a.png").write_bytes(b"not a png")
     (tmp_path / "m.csv").write_text("image,patient_id,age,sex,bmi,t_score\na.png,P1,abc,F,22,-3\n")

@@ -4,7 +4,7 @@ A phantom cohort stands in for the clinical data of the two papers in tests, dem
 benchmarks. :func:`make_cohort` writes, under ``out_dir``::
 
     images/<id>.png   grayscale 8-bit, image_size x image_size
-    masks/<id>.png    8-bit, 255 inside the informative bone region, 0 elsewhere
+    masks/<id>.png    8-bit, 255 inside the informative region, 0 elsewhere
     cohort.json       the generation parameters
     manifest.csv      written last: its presence means the cohort is complete
 
@@ -28,6 +28,18 @@ Generative model, per subject:
    cortex widens as bone_quality rises and erodes (porosity, irregular endosteal margin)
    as it falls. Nuisances on every image: rotation (+-7 deg), shift, scale, soft-tissue
    gradient + blob, exposure offset, contrast gain, Gaussian noise.
+
+Informative region (``informative_region``, the masks' meaning): by default ("bone") the
+whole bone encodes the T-score, as above. The hip phantom's "head_neck" variant confines it
+to the femoral head and neck, for checking *where* a model looks (Grad-CAM localisation):
+there the trabecular strands follow the Singh index (along the neck in osteoporosis, across
+it as bone quality rises; the pattern's mean, contrast and spacing do not change), while the
+trochanters and shaft hold trabecular bone of the same mean, contrast and spacing without a
+preferred direction, and the cortical thickness is drawn independently of the subject. The
+region's look is unlike anything elsewhere but no brighter or more contrasted, so a network
+that did not learn the task has no reason to favour it (``tests/explain/test_gradcam.py``).
+The variant renders the T-score itself, without the SIGMA_BIO deviation: it tests where a
+model looks, not how well it does.
 
 Calibration measured with this module (seed 0, 2,000 subjects written at 64 px and read
 back, 5-fold cross-validated logistic regression; image features = a 6-number
@@ -117,19 +129,26 @@ NUISANCE_RANGES = {
     "soft_tissue_blob": (0.0, 0.15),
 }
 
-MASK_SEMANTICS = (
-    "255 = informative bone region (cortex + trabecular bone) whose look encodes the "
-    "T-score, in the same geometry as the image (rotation/shift/scale included); 0 elsewhere"
-)
+MASK_SEMANTICS = {
+    "bone": "255 = informative bone region (cortex + trabecular bone) whose look encodes the "
+    "T-score, in the same geometry as the image (rotation/shift/scale included); 0 elsewhere",
+    "head_neck": "255 = femoral head and neck (cortex + trabecular bone), the only region whose look "
+    "(the trabecular pattern) encodes the T-score, in the same geometry as the image; 0 elsewhere",
+}
+INFORMATIVE_REGIONS = {"hip": ("bone", "head_neck"), "dental": ("bone",)}
 
 
 # --------------------------------------------------------------------------- arguments
 
 
-def _check_args(kind: object, n: object, image_size: object, seed: object) -> None:
+def _check_args(kind: object, n: object, image_size: object, seed: object, region: object = "bone") -> None:
     """Raise OsteoInputError naming the first bad argument of make_cohort."""
     if kind not in KINDS:
         raise OsteoInputError(f"kind must be one of {KINDS}, got {kind!r}")
+    if region not in INFORMATIVE_REGIONS[kind]:
+        raise OsteoInputError(
+            f"informative_region must be one of {INFORMATIVE_REGIONS[kind]} for a {kind} phantom, got {region!r}"
+        )
     if not _is_int(n) or n < 10:
         raise OsteoInputError(f"n must be an integer >= 10 (subjects), got {n!r}")
     if not _is_int(image_size) or image_size < 32:
@@ -351,6 +370,69 @@ def render_hip(
     return _finish(raw, nu, rng), mask
 
 
+# The Singh-index variant's head-and-neck region and trabecular pattern (bone frame, half-widths).
+NECK_AXIS = ((0.06, -0.06), (-0.45, -0.45))  # from the trochanteric end into the head
+NECK_RADIUS = 0.19
+HEAD = ((-0.50, -0.52), 0.33)
+STRAND_PERIOD = 0.22  # spacing of the trabecular strands, half-widths (~7 px at 64 px)
+STRAND_CONTRAST = 0.15  # SD of the pattern, intensity units before the 0.7 bone weight
+
+
+def _strands(xb: np.ndarray, yb: np.ndarray, angle: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-SD parallel strands running at ``angle`` (radians, bone frame), gently meandering; (H, W)."""
+    size = xb.shape[0]
+    across = -xb * np.sin(angle) + yb * np.cos(angle)
+    wobble = gaussian_filter(rng.standard_normal((size, size)), 0.08 * size)
+    phase = 1.2 * wobble / wobble.std() + rng.uniform(0.0, 2.0 * np.pi)
+    return np.sqrt(2.0) * np.sin(2.0 * np.pi * across / STRAND_PERIOD + phase)
+
+
+def _isotropic_texture(size: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-SD texture with the strands' spacing but no preferred direction (ring-filtered noise); (size, size)."""
+    freq = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size)))  # cycles per pixel
+    peak = 2.0 / (STRAND_PERIOD * size)  # the strands' frequency; a half-width is size / 2 pixels
+    ring = np.exp(-0.5 * ((freq - peak) / (0.25 * peak)) ** 2)
+    texture = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((size, size))) * ring))
+    return texture / texture.std()
+
+
+def render_hip_head_neck(
+    bone_quality: float, image_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render a hip crop whose T-score shows only in the femoral head and neck (Singh index).
+
+    In the head and neck the trabecular pattern is strands along the neck plus strands across
+    it whose share grows with ``bone_quality`` (T-score units; :func:`make_cohort` passes the
+    T-score): mostly along below T ~ -3, mostly across above T ~ -1.5; its mean, SD and spacing
+    are fixed. Elsewhere the trabecular bone has the same spacing and SD without a preferred
+    direction, and its mean level and the cortical thickness are drawn independently of
+    ``bone_quality``. Returns ``(image, mask)``, both uint8 (image_size, image_size); mask is
+    255 on the head and neck, 0 elsewhere.
+    """
+    q = quality_to_unit(bone_quality)
+    level_elsewhere, q_cortex = rng.uniform(0.36, 0.44), rng.uniform(0.0, 1.0)
+    nu = draw_nuisance(rng)
+    x, y = _grid(image_size)
+    xb, yb = _to_bone_frame(x, y, nu)
+    depth = -_femur_sdf(xb, yb) * nu.scale
+    edge = 1.0 / image_size
+    thickness = (0.03 + 0.12 * q_cortex) * (0.7 + 0.5 * expit(3.0 * yb))
+    cortex_w = expit((thickness - depth) / edge)
+    (start, end), (centre, radius) = NECK_AXIS, HEAD
+    region = -np.minimum(_capsule(xb, yb, start, end, NECK_RADIUS), _circle(xb, yb, centre, radius)) * nu.scale
+    region_w = expit(region / (2.0 * edge))
+    axis = float(np.arctan2(end[1] - start[1], end[0] - start[0]))
+    cross_share = (q / (1.0 - q)) ** 2  # ~0.1 at T = -3.2, 0.44 at q(-2.5), ~4 at T = -1.2
+    along, cross = _strands(xb, yb, axis, rng), _strands(xb, yb, axis + np.pi / 2, rng)
+    pattern = (along + cross_share * cross) / np.hypot(1.0, cross_share)
+    elsewhere = level_elsewhere + STRAND_CONTRAST * _isotropic_texture(image_size, rng)
+    trabecular = region_w * (0.40 + STRAND_CONTRAST * pattern) + (1.0 - region_w) * elsewhere
+    bone = cortex_w * (0.78 + 0.12 * q_cortex) + (1.0 - cortex_w) * trabecular
+    raw = _soft_tissue(x, y, rng) + 0.7 * expit(depth / edge) * bone
+    mask = np.where((depth > 0.0) & (region > 0.0), 255, 0).astype(np.uint8)
+    return _finish(raw, nu, rng), mask
+
+
 def _smooth_profile(x: np.ndarray, rng: np.random.Generator, knots: int = 48) -> np.ndarray:
     """Unit-SD smooth 1-D random function of x in [-2, 2], evaluated at x (any shape)."""
     grid = np.linspace(-2.0, 2.0, knots)
@@ -405,14 +487,20 @@ def render_dental(
     return _finish(raw, nu, rng), mask
 
 
-RENDERERS = {"hip": render_hip, "dental": render_dental}
+RENDERERS = {
+    ("hip", "bone"): render_hip,
+    ("hip", "head_neck"): render_hip_head_neck,
+    ("dental", "bone"): render_dental,
+}
 
 
 def render_images(
-    kind: str, bone_quality: np.ndarray, image_size: int, rng: np.random.Generator
+    kind: str, bone_quality: np.ndarray, image_size: int, rng: np.random.Generator,
+    informative_region: str = "bone",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render a batch in memory: images and masks, each uint8 (n, image_size, image_size)."""
-    pairs = [RENDERERS[kind](float(b), image_size, rng) for b in bone_quality]
+    render = RENDERERS[kind, informative_region]
+    pairs = [render(float(b), image_size, rng) for b in bone_quality]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
@@ -458,7 +546,7 @@ def _manifest(kind: str, subjects: pd.DataFrame, ids: list[str]) -> str:
     return out.to_csv(index=False, lineterminator="\n")
 
 
-def _cohort_params(kind: str, n: int, seed: int, image_size: int, labels: np.ndarray) -> dict:
+def _cohort_params(kind: str, n: int, seed: int, image_size: int, labels: np.ndarray, region: str) -> dict:
     """Everything needed to describe (and regenerate) the cohort, JSON-serialisable."""
     table = COHORT_TABLES[kind]
     dists = {
@@ -488,32 +576,38 @@ def _cohort_params(kind: str, n: int, seed: int, image_size: int, labels: np.nda
         "sigma_bio": SIGMA_BIO,
         "bone_quality": "t_score + N(0, sigma_bio); drives the image's look",
         "nuisance_ranges": NUISANCE_RANGES,
-        "mask": MASK_SEMANTICS,
+        "informative_region": region,
+        "mask": MASK_SEMANTICS[region],
     }
 
 
 def make_cohort(
-    kind: str, n: int, out_dir: str | Path, seed: int = 0, image_size: int = 128
+    kind: str, n: int, out_dir: str | Path, seed: int = 0, image_size: int = 128,
+    informative_region: str = "bone",
 ) -> Path:
     """Write a synthetic phantom cohort under ``out_dir``; return the manifest's path.
 
     ``kind`` is "hip" or "dental"; ``n`` >= 10 subjects (one image each); ``image_size`` >= 32
-    pixels (square). Same arguments give byte-identical files. Existing files of the same
-    names are replaced; other files in ``out_dir`` are left alone. Raises OsteoInputError
-    naming the bad argument.
+    pixels (square); ``informative_region`` where the T-score shows, and what the masks mark:
+    "bone" (the whole bone) or, for hip, "head_neck" (see the module docstring). Same
+    arguments give byte-identical files. Existing files of the same names are replaced;
+    other files in ``out_dir`` are left alone. Raises OsteoInputError naming the bad argument.
     """
-    _check_args(kind, n, image_size, seed)
+    _check_args(kind, n, image_size, seed, informative_region)
+    render = RENDERERS[kind, informative_region]
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     subjects = draw_subjects(kind, n, rng)
     ids = [f"{kind}_{i + 1:05d}" for i in range(n)]
-    for sid, quality in zip(ids, subjects["bone_quality"]):
-        image, mask = RENDERERS[kind](float(quality), image_size, rng)
+    # The localisation variant shows the T-score itself (see the module docstring).
+    drivers = subjects["t_score"] if informative_region == "head_neck" else subjects["bone_quality"]
+    for sid, quality in zip(ids, drivers):
+        image, mask = render(float(quality), image_size, rng)
         _write_png(out / "images" / f"{sid}.png", image)
         _write_png(out / "masks" / f"{sid}.png", mask)
-    params = _cohort_params(kind, n, seed, image_size, subjects["label"].to_numpy())
+    params = _cohort_params(kind, n, seed, image_size, subjects["label"].to_numpy(), informative_region)
     _write_text(out / "cohort.json", json.dumps(params, indent=2) + "\n")
     manifest = out / "manifest.csv"
     _write_text(manifest, _manifest(kind, subjects, ids))

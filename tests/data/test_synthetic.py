@@ -192,6 +192,14 @@ def test_cohort_json_records_parameters(tmp_path):
     assert (age["mean"], age["sd"], age["min"], age["max"]) == (82.7, 8.3, 60.0, 100.0)
     assert params["distributions"]["non_osteoporosis"]["bmi"]["sd"] == 3.5
     assert params["sigma_bio"] == synthetic.SIGMA_BIO
+    assert (params["informative_region"], params["mask"]) == ("bone", synthetic.MASK_SEMANTICS["bone"])
+
+
+def test_head_neck_cohort_records_its_region(tmp_path):
+    manifest = make_cohort("hip", 12, tmp_path, seed=1, image_size=48, informative_region="head_neck")
+    params = json.loads((tmp_path / "cohort.json").read_text())
+    assert params["informative_region"] == "head_neck" and "head and neck" in params["mask"]
+    assert list(pd.read_csv(manifest).columns) == HIP_COLUMNS
 
 
 # --------------------------------------------------------------------------- images, masks
@@ -277,6 +285,8 @@ def test_image_beats_covariates_and_combination_beats_image(calibration_cohorts,
         ({"n": 10.5}, "n"),
         ({"image_size": 31}, "image_size"),
         ({"seed": -1}, "seed"),
+        ({"informative_region": "neck"}, "informative_region"),
+        ({"kind": "dental", "informative_region": "head_neck"}, "informative_region"),
     ],
 )
 def test_bad_arguments_raise_osteo_input_error(tmp_path, kwargs, name):
@@ -284,3 +294,48 @@ def test_bad_arguments_raise_osteo_input_error(tmp_path, kwargs, name):
     with pytest.raises(OsteoInputError, match=rf"^{re.escape(name)} "):
         make_cohort(**args)
     assert not (tmp_path / "manifest.csv").exists()
+
+
+# --------------------------------------------------------------------------- head-and-neck variant
+
+
+def _gradient_energy_across_neck(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image, the share of gradient energy inside the mask that points across the neck axis; (n,)."""
+    (x0, y0), (x1, y1) = synthetic.NECK_AXIS
+    axis = np.arctan2(y1 - y0, x1 - x0)
+    shares = []
+    for img, mask in zip(images.astype(float), masks > 0):
+        gy, gx = np.gradient(img)
+        along = gx * np.cos(axis) + gy * np.sin(axis)
+        across = -gx * np.sin(axis) + gy * np.cos(axis)
+        shares.append((across[mask] ** 2).sum() / ((across[mask] ** 2).sum() + (along[mask] ** 2).sum()))
+    return np.array(shares)
+
+
+def test_head_neck_variant_shows_quality_only_as_trabecular_orientation():
+    rng = np.random.default_rng(3)
+    low, low_masks = render_images("hip", np.full(30, -4.0), 64, rng, "head_neck")
+    high, high_masks = render_images("hip", np.full(30, 1.0), 64, rng, "head_neck")
+    # Low quality: strands along the neck, so the gradients point across it; high: the reverse.
+    across_low = _gradient_energy_across_neck(low, low_masks)
+    across_high = _gradient_energy_across_neck(high, high_masks)
+    assert across_low.min() > across_high.max(), (across_low, across_high)
+    # Neither the region nor the rest of the image gets brighter or more contrasted with quality.
+    for region in (True, False):
+        stats = [
+            np.array([(img[(m > 0) == region].mean(), img[(m > 0) == region].std()) for img, m in zip(imgs, masks)])
+            for imgs, masks in ((low, low_masks), (high, high_masks))
+        ]
+        mean_gap, sd_gap = np.abs(stats[0].mean(axis=0) - stats[1].mean(axis=0))
+        assert mean_gap < 4 and sd_gap < 3, (region, stats[0].mean(axis=0), stats[1].mean(axis=0))
+
+
+def test_head_neck_mask_is_the_upper_bone_only():
+    images, masks = render_images("hip", np.linspace(-4, 1, 20), 64, np.random.default_rng(4), "head_neck")
+    share = (masks > 0).mean(axis=(1, 2))
+    assert np.all((share > 0.09) & (share < 0.2)), share  # a fraction of the femur's ~1/3
+    rows, cols = np.nonzero(masks.max(axis=0))
+    assert rows.max() < 40 and cols.max() < 48  # head and neck: the upper left, not the shaft
+    for img, mask in zip(images.astype(float), masks > 0):
+        outside = ~mask & (distance_transform_edt(~mask) <= 2) & (np.arange(64)[:, None] < 20)
+        assert img[mask].mean() - np.median(img[outside]) > 20  # the head's edge is the bone's edge
