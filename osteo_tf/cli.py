@@ -113,11 +113,16 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from osteo_tf.explain.run import explain_run
 
     table = explain_run(args.run, images=args.images, manifest=args.manifest, limit=args.limit, out=args.out,
-                        method=args.method, target=args.target, layer=args.layer)
+                        method=args.method, target=args.target, layer=args.layer, mask_column=args.mask_column)
     out = Path(args.out) if args.out else Path(args.run) / "explain"
     for row in table.itertuples():
         label = "" if row.label != row.label else f" (true label {int(row.label)})"
-        print(f"{row.image}: p(osteoporosis) = {row.probability:.3f}{label} → {out / row.figure}")
+        inside = f"; map mass inside the mask {row.mass_inside_mask:.2f} (mask share {row.mask_share:.2f})" \
+            if args.mask_column else ""
+        print(f"{row.image}: p(osteoporosis) = {row.probability:.3f}{label}{inside} → {out / row.figure}")
+    if args.mask_column:
+        print(f"mean map mass inside the mask: {table['mass_inside_mask'].mean():.3f} "
+              f"(mean mask share {table['mask_share'].mean():.3f})")
     print(f"grid: {out / 'grid.png'}; table: {out / 'explain.csv'}")
 
 
@@ -360,6 +365,9 @@ def parser() -> argparse.ArgumentParser:
                          help="class whose score is explained (default osteoporosis)")
     explain.add_argument("--layer", help="feature map to explain (default: the backbone's last, see osteo backbones)")
     explain.add_argument("--out", help="output folder (default RUN/explain)")
+    explain.add_argument("--mask-column",
+                         help="manifest column of region masks (the phantom's 'mask', or your own annotations, same "
+                              "pixel size as the image, nonzero inside): adds each map's mass inside its mask to explain.csv")
     explain.set_defaults(handler=cmd_explain)
 
     data = commands.add_parser("data", help="cohort utilities").add_subparsers(dest="data_command", required=True)

@@ -15,7 +15,8 @@ Which images:
 
 Writes into ``out`` (default ``RUN/explain/``): ``<image stem>.png`` per image (radiograph,
 Grad-CAM overlay with colour bar, Guided Grad-CAM), ``grid.png`` (osteoporosis vs
-non-osteoporosis examples) and ``explain.csv`` (image, label, probability, figure).
+non-osteoporosis examples) and ``explain.csv`` (image, label, probability, figure; with
+``mask_column``, also each map's mass inside the image's region mask and the mask's share).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from osteo_tf.evaluation.evaluate import load_run
 from osteo_tf.evaluation.threshold import run_threshold
 from osteo_tf.explain.figures import Example, plot_explanation, plot_grid
 from osteo_tf.explain.gradcam import Explainer
+from osteo_tf.explain.localization import load_masks, mass_inside
 from osteo_tf.io import read_json, write_csv
 from osteo_tf.models import uses_covariates, uses_images
 from osteo_tf.training.train import CANONICAL_COVARIATES, load_cohort
@@ -49,12 +51,16 @@ def explain_run(
     method: str = "gradcam",
     target: str = "osteoporosis",
     layer: str | None = None,
+    mask_column: str | None = None,
 ) -> pd.DataFrame:
     """Writes the figures (see the module docstring) and returns the ``explain.csv`` table.
 
     method: "gradcam" or "gradcam++", the map overlaid and multiplied into Guided Grad-CAM.
     target: "osteoporosis" (default), "non_osteoporosis" or "predicted". layer: the feature
     map to explain; None → the backbone's last one (the registry's ``feature_layer``).
+    mask_column: a manifest column of region masks (:func:`~osteo_tf.explain.localization.load_masks`);
+    the table then has ``mask_share`` (the mask's share of the image) and ``mass_inside_mask``
+    (the fraction of the map's mass inside it), per image.
     """
     run_dir, config, settings, model = load_run(run)
     if not uses_images(config.mode):
@@ -64,8 +70,13 @@ def explain_run(
     if limit < 1:
         raise OsteoInputError(f"--limit must be at least 1, got {limit}")
     manifest_config = ManifestConfig.from_dict(settings.get("manifest_config"))
-    rows = (_rows_for_images(images, manifest or settings["manifest"], manifest is not None, config, manifest_config)
+    source = manifest or settings["manifest"]
+    rows = (_rows_for_images(images, source, manifest is not None, config, manifest_config)
             if images else _balanced(load_cohort(manifest, config, manifest_config), limit))
+    if mask_column is not None and ("line" not in rows or rows["line"].isna().any()):
+        unmatched = rows["image"][rows["line"].isna()] if "line" in rows else rows["image"]
+        raise OsteoInputError(f"no mask for {', '.join(map(str, unmatched))}: not in manifest {source}")
+    masks = None if mask_column is None else load_masks(rows, source, config.image_size, mask_column)
     encoded = None
     if uses_covariates(config.mode):
         encoded = CovariateEncoder.from_dict(read_json(run_dir.encoder)).transform(rows)
@@ -94,6 +105,9 @@ def explain_run(
         "image": rows["image"].to_numpy(), "label": rows["label"].to_numpy(),
         "probability": np.round(probability, 6), "figure": [f.name for f in figures],
     })
+    if masks is not None:
+        table["mask_share"] = np.round(masks.mean(axis=(1, 2)), 4)
+        table["mass_inside_mask"] = np.round(mass_inside(cams, masks), 4)
     write_csv(out / "explain.csv", table)
     return table
 

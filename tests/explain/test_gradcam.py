@@ -198,3 +198,19 @@ def test_image_only_run_explains_an_image_outside_any_manifest(localisation, tmp
     table = explain_run(run.path, images=[stray], out=tmp_path / "out", method="gradcam++", target="predicted")
     assert len(table) == 1 and table["label"].isna().all()
     assert (tmp_path / "out" / "stray.png").is_file() and (tmp_path / "out" / "grid.png").is_file()
+    with pytest.raises(OsteoInputError, match="no mask for .*stray.png"):
+        explain_run(run.path, images=[stray], out=tmp_path / "out2", mask_column="mask")
+
+
+def test_osteo_explain_with_masks_reproduces_the_localisation_check(localisation, tmp_path):
+    """What a user runs on their own annotated cohort gives the check's figure on the phantom."""
+    from osteo_tf.explain import explain_run
+
+    model, images, masks, labels, run, held_out = localisation
+    expected, _ = osteoporosis_evidence_inside(model, images, masks, labels)
+    table = explain_run(run.path, manifest=held_out, limit=len(labels), out=tmp_path / "out",
+                        layer=LOCALISATION["layer"], mask_column="mask")
+    assert len(table) == len(labels)
+    mean_inside = table.loc[table["label"] == 1, "mass_inside_mask"].mean()
+    assert abs(mean_inside - expected) < 0.01, (mean_inside, expected)
+    assert abs(table["mask_share"].mean() - masks.mean()) < 0.005
