@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -387,12 +388,17 @@ def _strands(xb: np.ndarray, yb: np.ndarray, angle: float, rng: np.random.Genera
     return np.sqrt(2.0) * np.sin(2.0 * np.pi * across / STRAND_PERIOD + phase)
 
 
-def _isotropic_texture(size: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-SD texture with the strands' spacing but no preferred direction (ring-filtered noise); (size, size)."""
+@lru_cache(maxsize=8)
+def _strand_ring(size: int) -> np.ndarray:
+    """(size, size) FFT-domain filter passing the strands' spacing in every direction (one per image size)."""
     freq = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size)))  # cycles per pixel
     peak = 2.0 / (STRAND_PERIOD * size)  # the strands' frequency; a half-width is size / 2 pixels
-    ring = np.exp(-0.5 * ((freq - peak) / (0.25 * peak)) ** 2)
-    texture = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((size, size))) * ring))
+    return np.exp(-0.5 * ((freq - peak) / (0.25 * peak)) ** 2)
+
+
+def _isotropic_texture(size: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-SD texture with the strands' spacing but no preferred direction (ring-filtered noise); (size, size)."""
+    texture = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((size, size))) * _strand_ring(size)))
     return texture / texture.std()
 
 

@@ -73,8 +73,9 @@ def explain_run(
     source = manifest or settings["manifest"]
     rows = (_rows_for_images(images, source, manifest is not None, config, manifest_config)
             if images else _balanced(load_cohort(manifest, config, manifest_config), limit))
-    if mask_column is not None and ("line" not in rows or rows["line"].isna().any()):
-        unmatched = rows["image"][rows["line"].isna()] if "line" in rows else rows["image"]
+    # Images given by path that have no manifest row (no "line") have no mask cell either.
+    unmatched = rows["image"][rows["line"].isna()] if "line" in rows else rows["image"]
+    if mask_column is not None and len(unmatched):
         raise OsteoInputError(f"no mask for {', '.join(map(str, unmatched))}: not in manifest {source}")
     masks = None if mask_column is None else load_masks(rows, source, config.image_size, mask_column)
     encoded = None
