@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.vocabulary import FUSIONS, MODES
 
 
 def _quiet_tensorflow() -> None:
@@ -36,7 +37,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     options = {k: getattr(args, k) for k in (
         "backbone", "mode", "image_size", "weights", "covariates", "epochs", "patience", "batch_size",
-        "learning_rate", "seed", "threshold", "intensity", "impute", "cache", "precision", "jit") if getattr(args, k) is not None}
+        "learning_rate", "seed", "threshold", "intensity", "impute", "fusion", "aux_loss_weight", "covariate_dropout",
+        "cache", "precision", "jit") if getattr(args, k) is not None}
     options.update(allow_exclusions=args.allow_exclusions, deterministic=args.deterministic)
     manifest_config = _manifest_config(args)
     train(args.manifest, args.out, TrainConfig(**options), manifest_config=manifest_config, force=args.force, verbose=args.verbose)
@@ -47,8 +49,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from osteo_tf.evaluation.evaluate import evaluate
     from osteo_tf.evaluation.metrics import METRIC_NAMES
 
-    metrics = evaluate(args.run, manifest=args.manifest, split=args.split)
+    without = tuple(c.strip() for c in (args.without or "").split(",") if c.strip())
+    metrics = evaluate(args.run, manifest=args.manifest, split=args.split, without=without)
     where = f"external cohort {args.manifest}" if args.manifest else f"{args.split} split"
+    where += f", without {', '.join(without)}" if without else ""
     print(f"{args.run} on the {where} (n={metrics['n']}, threshold {metrics['threshold']}):")
     for name in METRIC_NAMES:
         print(f"  {name:12} {metrics[name]:.4f}")
@@ -130,7 +134,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from osteo_tf.data.synthetic import make_cohort
 
     manifest = make_cohort(args.kind, args.n, args.out, seed=args.seed, image_size=args.image_size,
-                           informative_region=args.informative_region)
+                           informative_region=args.informative_region, information=args.information)
     print(f"wrote a synthetic {args.kind} cohort of {args.n} subjects: {manifest}")
 
 
@@ -259,7 +263,15 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--manifest", required=True, help="cohort CSV (see README: data contract)")
     train.add_argument("--out", required=True, help="run folder to create (or resume)")
     train.add_argument("--backbone", default="efficientnet_b0", help="backbone name (see README)")
-    train.add_argument("--mode", default="ensemble", choices=("image_only", "ensemble", "covariates_only"))
+    train.add_argument("--mode", default="ensemble", choices=MODES)
+    train.add_argument("--fusion", choices=FUSIONS,
+                       help="how the ensemble joins image and covariates: concat (default, the papers'), late (a logit "
+                            "per branch, learned weighting) or film (covariates scale and shift the image features)")
+    train.add_argument("--aux-loss-weight", type=float,
+                       help="ensemble: weight of each branch's own auxiliary loss (default 0: none)")
+    train.add_argument("--covariate-dropout", type=float,
+                       help="probability of withholding each covariate of a training subject (default 0); > 0 lets "
+                            "the model predict with any covariate missing")
     train.add_argument("--image-size", type=int, help="pixels; default: the backbone's paper size")
     train.add_argument("--weights", help="none (default), imagenet, or a .weights.h5 path")
     train.add_argument("--covariates", help="auto (default), hip, dental, or comma-separated columns")
@@ -292,6 +304,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, help="run folder written by osteo train")
     evaluate.add_argument("--manifest", help="external cohort CSV to score instead of the run's test split")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--without", help="comma-separated covariates to treat as missing in every row (a model "
+                                            "trained with --covariate-dropout predicts without them)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     experiment = commands.add_parser("experiment", help="run a study grid (backbone x mode x repeat x fold) from a YAML config")
@@ -380,6 +394,9 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument("--informative-region", choices=("bone", "head_neck"), default="bone",
                        help="where the T-score shows and what the masks mark: the whole bone, or (hip) only the "
                             "femoral head and neck's trabecular pattern, for Grad-CAM localisation checks")
+    synth.add_argument("--information", choices=("image_led", "balanced"), default="image_led",
+                       help="the label's information split: image_led (default: the image is the stronger input) or "
+                            "balanced (image and covariates about equally informative); cohort.json records the split")
     synth.set_defaults(handler=cmd_synth)
     check = data.add_parser("check", help="validate a manifest and its images; list every row that would be excluded")
     check.add_argument("manifest")

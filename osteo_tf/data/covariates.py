@@ -64,13 +64,14 @@ class CovariateEncoder:
 
     @classmethod
     def for_columns(cls, columns: tuple[str, ...] | list[str], table: pd.DataFrame | None = None,
-                    impute: str = "none") -> "CovariateEncoder":
+                    impute: str = "none", impute_all: bool = False) -> "CovariateEncoder":
         """Splits ``columns`` into numeric and categorical.
 
         sex and hip_fracture_history are categorical; any other column is numeric when the
         table's values are numbers, categorical otherwise. With
         ``impute="median"``, the columns with a missing value anywhere in ``table`` are
-        imputed.
+        imputed. ``impute_all`` (training with covariate dropout) imputes every column, with
+        ``impute`` "median" whatever was asked, so each may be missing at prediction time.
         """
         numeric, categorical = [], []
         for name in columns:
@@ -79,7 +80,9 @@ class CovariateEncoder:
             )
             (categorical if is_categorical else numeric).append(name)
         imputed: tuple[str, ...] = ()
-        if impute != "none" and table is not None:
+        if impute_all:
+            impute, imputed = "median", tuple(columns)
+        elif impute != "none" and table is not None:
             imputed = tuple(name for name in columns if name in table and missing_mask(table[name]).any())
         return cls(numeric=tuple(numeric), categorical=tuple(categorical), impute=impute, imputed=imputed)
 
@@ -151,6 +154,21 @@ class CovariateEncoder:
             return np.zeros((len(table), 0), dtype=np.float32)
         return np.concatenate(parts, axis=1).astype(np.float32)
 
+    def withholding_groups(self) -> list[dict]:
+        """Per imputed covariate: the indices of its features (missing indicator included) and
+        the values they take when it is missing — the layout
+        :class:`osteo_tf.models.layers.CovariateWithholding` needs."""
+        names, groups = self.feature_names, []
+        for name in self.imputed:
+            missing_row = pd.DataFrame({c: [self.fill[c] if c == name else self.fill.get(c, _any_value(self, c))]
+                                        for c in self.columns})
+            missing_row[name] = [None]
+            encoded = self.transform(missing_row)[0]
+            features = [i for i, feature in enumerate(names)
+                        if feature == name or feature.startswith(f"{name}=") or feature == f"{name}_missing"]
+            groups.append({"features": features, "values": [float(encoded[i]) for i in features]})
+        return groups
+
     def to_dict(self) -> dict:
         self._require_fitted()
         return {
@@ -214,6 +232,11 @@ class CovariateEncoder:
                 f"covariate column(s) {missing} are not in the {what} (columns: {list(table.columns)}); "
                 "choose covariates that the manifest has"
             )
+
+
+def _any_value(encoder: CovariateEncoder, name: str) -> float | str:
+    """A valid value of a column (to fill a one-row table; its encoding is not used)."""
+    return encoder.stats[name]["mean"] if name in encoder.stats else encoder.categories[name][0]
 
 
 def missing_mask(column: pd.Series) -> pd.Series:

@@ -95,3 +95,15 @@ def delong_test(y_true, score_a, score_b) -> DeLongResult:
         z = difference / math.sqrt(variance)
     p = float(2.0 * norm.sf(abs(z)))
     return DeLongResult("DeLong's test", float(aucs[0]), float(aucs[1]), z, p, max(variance, 0.0))
+
+
+def delong_ci(y_true, scores, confidence: float = 0.95) -> tuple[float, float, float]:
+    """AUC of one model with DeLong's (1988) confidence interval: (auc, low, high).
+
+    The normal interval ``AUC ± z·SE`` from DeLong's variance, clipped to [0, 1]
+    (as pROC's ``ci.auc(method="delong")``).
+    """
+    aucs, cov = delong_covariance(y_true, np.reshape(scores, (1, -1)))
+    half = float(norm.ppf(0.5 + confidence / 2)) * math.sqrt(max(float(cov[0, 0]), 0.0))
+    auc = float(aucs[0])
+    return auc, max(0.0, auc - half), min(1.0, auc + half)

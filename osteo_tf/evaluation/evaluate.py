@@ -35,16 +35,23 @@ def load_run(path: str | Path) -> tuple[RunDir, TrainConfig, dict, keras.Model]:
     return run, config, settings, model
 
 
-def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "test") -> dict:
+def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "test",
+             without: tuple[str, ...] | list[str] = ()) -> dict:
     """Metrics of a finished run.
 
     Without ``manifest``: the run's own ``split`` rows (default the held-out test split).
-    With ``manifest``: every row of that (external) cohort. Writes
-    ``evaluation_<name>.json`` and ``evaluation_<name>_predictions.csv`` in the run folder
-    and returns the metrics dict of :func:`binary_metrics`, at the run's decision threshold
-    (:func:`~osteo_tf.evaluation.threshold.run_threshold`: ``osteo threshold``'s, else 0.5).
+    With ``manifest``: every row of that (external) cohort. ``without``: covariate columns
+    treated as missing in every row (the model must impute them: trained with
+    ``covariate_dropout`` or ``--impute median`` on a gap in that column), to measure the
+    model when a record lacks them; the output names then end in ``_without_<columns>``.
+    Writes ``evaluation_<name>.json`` and ``evaluation_<name>_predictions.csv`` in the run
+    folder and returns the metrics dict of :func:`binary_metrics`, at the run's decision
+    threshold (:func:`~osteo_tf.evaluation.threshold.run_threshold`: ``osteo threshold``'s,
+    else 0.5).
     """
     run_dir, config, settings, model = load_run(run)
+    encoder = CovariateEncoder.from_dict(read_json(run_dir.encoder)) if uses_covariates(config.mode) else None
+    _check_without(without, encoder, run_dir)
     manifest_config = ManifestConfig.from_dict(settings.get("manifest_config"))
     source = manifest or settings["manifest"]
     cohort = load_cohort(source, config, manifest_config)
@@ -56,10 +63,10 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
         _refuse_other_source(run_dir.path / f"evaluation_{name}.json", Path(manifest))
         if config.allow_exclusions:  # the external rows left out, as the run's exclusions.csv
             write_csv(run_dir.path / f"evaluation_{name}_exclusions.csv", exclusions_of(cohort))
-    encoded = None
-    if uses_covariates(config.mode):
-        encoder = CovariateEncoder.from_dict(read_json(run_dir.encoder))
-        encoded = encoder.transform(rows)
+    if without:
+        rows = rows.assign(**{column: None for column in without})
+        name += "_without_" + "_".join(without)
+    encoded = None if encoder is None else encoder.transform(rows)
     probability = predict_rows(model, rows, encoded, config)
     metrics = binary_metrics(rows["label"].to_numpy(), probability, run_threshold(run_dir.path))
     write_json(run_dir.path / f"evaluation_{name}.json", {"source": str(Path(source).resolve()), "rows": name, **metrics})
@@ -67,6 +74,22 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
         "image": rows["image"].to_numpy(), "label": rows["label"].to_numpy(), "probability": np.round(probability, 6),
     }))
     return metrics
+
+
+def _check_without(without, encoder: CovariateEncoder | None, run_dir: RunDir) -> None:
+    """Every column in ``without`` must be a covariate the run's model can do without."""
+    if not without:
+        return
+    if encoder is None:
+        raise OsteoInputError(f"--without {','.join(without)}: the model of {run_dir.path} takes no covariates")
+    for column in without:
+        if column not in encoder.columns:
+            raise OsteoInputError(f"--without: '{column}' is not a covariate of {run_dir.path} "
+                                  f"(its covariates: {', '.join(encoder.columns)})")
+        if column not in encoder.imputed:
+            raise OsteoInputError(f"--without: the model of {run_dir.path} cannot predict without '{column}' (it was "
+                                  "trained without a missing indicator for it); train with --covariate-dropout P "
+                                  "so that any covariate may be missing")
 
 
 def _refuse_other_source(path: Path, manifest: Path) -> None:

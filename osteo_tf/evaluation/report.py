@@ -18,6 +18,8 @@ validation, the run folders named there) and writes ``DIR/report/``:
 ``figures/roc_<backbone>.png``  ROC image-only vs ensemble (mean ± 1 SD band over runs)
 ``figures/external_<stem>_roc_<backbone>.png``  the same on the external cohort <stem>.csv
 ``figures/effect_sizes.png``    forest plot of Hedges' g with 95 % CI
+``fusion.csv/.md``              each ensemble variant and naive late fusion vs image-only,
+                                paired by fold (:mod:`osteo_tf.evaluation.fusion`)
 ==============================  ==========================================================
 
 Unit of analysis: with k-fold CV repeated at least three times, a *repeat* (its folds'
@@ -37,9 +39,10 @@ from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation import external as ext
 from osteo_tf.evaluation.delong import delong_test
 from osteo_tf.evaluation.figures import plot_forest, plot_roc_comparison
+from osteo_tf.evaluation.fusion import NAIVE_LATE, NAIVE_LATE_NAME, fusion_table
 from osteo_tf.evaluation.metrics import METRIC_NAMES
 from osteo_tf.evaluation.stats import ALPHA, MIN_RUNS_FOR_TEST, p_phrase
-from osteo_tf.evaluation.tables import (MODES, comparison_table, dental_markdown, format_frame, markdown_table,
+from osteo_tf.evaluation.tables import (MODE_NAMES, MODES, comparison_table, dental_markdown, format_frame, markdown_table,
                                         ordered, per_model_table, ratio_table, summary_table)
 from osteo_tf.experiments.results import RESULTS, read_records
 from osteo_tf.io import atomic_path, write_csv
@@ -58,6 +61,7 @@ def load_results(directory: str | Path) -> pd.DataFrame:
     rows = []
     for record in records:
         row = {k: record.get(k) for k in _KEPT}
+        row["mode"] = record.get("model") or record["mode"]  # ensemble variants by name: ensemble_late, …
         row.update({m: float(record["metrics"]["test"][m]) for m in METRIC_NAMES})
         row["test_predictions"] = record["test_predictions"]
         row["test_images"] = frozenset(p["image"] for p in record["test_predictions"])
@@ -243,6 +247,7 @@ def make_report(directory: str | Path, external: str | Path | None = None, paire
     per_model = _write_pair(out, "per_model", per_model_table(summary), 4, "Test metrics per model (mean over runs)")
     ratio = _write_pair(out, "ratio", ratio_table(summary), 1, "Ensemble / image-only × 100 %")
     delong_text = _write_pair(out, "delong", delong, 4, "DeLong's test, ensemble vs image-only AUC") if len(delong) else ""
+    fusion_text = _fusion_section(out, results)
     figures = _roc_figures(results, backbones, delong, out)
     if len(comparison):
         figures.append(plot_forest(comparison, out / "figures" / "effect_sizes.png",
@@ -259,10 +264,32 @@ def make_report(directory: str | Path, external: str | Path | None = None, paire
              f"{'paired' if paired else 'unpaired'} tests.", "",
              "## Ensemble vs image-only", "", *verdicts(summary, comparison, delong, alpha), "",
              *[f"- Note: {n}" for n in notes + test_notes + delong_notes], "",
-             "## Mean, SD and 95 % CI over runs (dental Tables 1–2 layout)", "", dental, per_model, ratio,
+             *fusion_text, "## Mean, SD and 95 % CI over runs (dental Tables 1–2 layout)", "", dental, per_model, ratio,
              delong_text, *external_text, "## Figures", "",
              *[f"![{p.stem}](figures/{p.name})" for p in figures], "", _methods(paired, alpha)]
     return _write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def _fusion_section(out: Path, results: pd.DataFrame) -> list[str]:
+    """fusion.csv/.md and the report's lines: each ensemble variant (and naive late fusion)
+    against image-only fold by fold; nothing when the experiment has no ensemble or image-only."""
+    table = fusion_table(results)
+    if not len(table):
+        return []
+    write_csv(out / "fusion.csv", table)
+    shown = table.assign(diff_ci=[f"{lo:+.3f} to {hi:+.3f}" if pd.notna(lo) else "–"
+                                  for lo, hi in zip(table["diff_ci_low"], table["diff_ci_high"])],
+                         higher=[f"{h} of {n}" for h, n in zip(table["higher"], table["n"])])
+    shown["model"] = [NAIVE_LATE_NAME if m == NAIVE_LATE else MODE_NAMES.get(m, m) for m in shown["model"]]
+    shown = shown[["backbone", "model", "n", "mean", "mean_image_only", "diff", "diff_ci", "higher", "min_diff",
+                   "p_value", "test", "diff_naive"]]
+    text = ("## Fusion: does the ensemble use the covariates?\n\n"
+            "Test AUC of each ensemble variant against image-only on the same folds (diff: mean paired difference "
+            "with its 95 % t-CI; higher: folds where the model was above image-only), and against naive late "
+            "fusion (the image-only and covariates-only models' logits added, no training: the reference a "
+            "trained fusion should reach; diff_naive).\n\n" + markdown_table(format_frame(shown, 3, titles=False)) + "\n")
+    _write_text(out / "fusion.md", text)
+    return [text]
 
 
 def _external_section(out: Path, name: str, frame: pd.DataFrame, paired: bool, backbones: list[str],

@@ -15,9 +15,8 @@ import pandas as pd
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import METRIC_NAMES
 from osteo_tf.evaluation.stats import MIN_RUNS_FOR_TEST, compare, describe, format_p
-
-MODES = ("image_only", "ensemble", "covariates_only")
-MODE_NAMES = {"image_only": "Image-only", "ensemble": "Ensemble", "covariates_only": "Covariates-only"}
+from osteo_tf.vocabulary import MODEL_NAMES as MODE_NAMES
+from osteo_tf.vocabulary import MODEL_ORDER as MODES
 METRIC_TITLES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall",
                  "specificity": "Specificity", "npv": "NPV", "f1": "F1 score", "auc": "AUC"}
 

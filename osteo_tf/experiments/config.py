@@ -9,15 +9,19 @@
     cohort:                            # exactly one of:
       manifest: cohort.csv             #   a manifest (relative to the YAML's folder; to the
                                        #   working directory for a packaged config), or
-      phantom: {kind: hip, n: 500, image_size: 48, seed: 0}   # a synthetic cohort
+      phantom: {kind: hip, n: 500, image_size: 48, seed: 0}   # a synthetic cohort (optional
+                                       #   information: balanced — see osteo_tf.data.synthetic)
       manifest_config: {columns: {...}, sex_codes: {...}}       # optional, with a manifest
     backbones: [resnet18, efficientnet_b3]
     modes: [image_only, ensemble]      # and/or covariates_only (fitted once per split)
+    fusions: [concat, late, film]      # ensemble designs, each fitted (default [concat]; models
+                                       # ensemble, ensemble_late, ensemble_film in the report)
     covariates: [age, sex, bmi, hip_fracture_history]          # or "hip" / "dental"
     split: {kind: random, ratios: [8, 1, 1], repeats: 1}
        or {kind: kfold, folds: 5, repeats: 30, val_ratio: [8, 1]}
     train: {epochs: 100, patience: 20, batch_size: 16, image_size: null,
             learning_rate: null, weights: none, momentum: 0.9, weight_decay: 0, threshold: 0.5,
+            aux_loss_weight: 0, covariate_dropout: 0,
             cache: memory,             # memory | disk (run/cache/) | none: not part of the hash
             precision: auto, jit: auto}  # float32 | mixed_float16 | mixed_bfloat16; true | false (jit: not hashed)
 
@@ -40,15 +44,15 @@ from typing import Any
 import yaml
 
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # package data: osteo_tf/configs/*.yaml
-MODES = ("image_only", "ensemble", "covariates_only")
 CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
 COVARIATE_ALIASES = {"hip": ("age", "bmi", "sex", "hip_fracture_history"), "dental": ("age", "bmi", "sex")}
 PHANTOM_COLUMNS = {"hip": CANONICAL_COVARIATES, "dental": ("age", "sex", "bmi")}
 TRAIN_KEYS = ("epochs", "patience", "batch_size", "image_size", "learning_rate", "weights",
-              "momentum", "weight_decay", "threshold", "cache", "precision", "jit")
-TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "covariates", "split", "train")
+              "momentum", "weight_decay", "threshold", "aux_loss_weight", "covariate_dropout", "cache", "precision", "jit")
+TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "fusions", "covariates", "split", "train")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class PhantomSpec:
     n: int = 500
     image_size: int = 48
     seed: int = 0
+    information: str = "image_led"  # or "balanced" (osteo_tf.data.synthetic.INFORMATION_SIGMA)
 
 
 @dataclass(frozen=True)
@@ -98,19 +103,25 @@ class ExperimentConfig:
     phantom: PhantomSpec | None = None
     description: str = ""
     source: str = ""
+    fusions: tuple[str, ...] = (DEFAULT_FUSION,)
 
     def to_dict(self) -> dict:
         """The resolved config, as written to ``DIR/experiment.yaml`` (loads back identically)."""
         cohort: dict[str, Any] = {}
         if self.phantom is not None:
             cohort["phantom"] = dataclasses.asdict(self.phantom)
+            if self.phantom.information == "image_led":  # the default is left out: older experiments keep their hash
+                del cohort["phantom"]["information"]
         if self.manifest is not None:
             cohort["manifest"] = self.manifest
         if self.manifest_config is not None:
             cohort["manifest_config"] = self.manifest_config
-        return {"name": self.name, "description": self.description, "seed": self.seed, "cohort": cohort,
-                "backbones": list(self.backbones), "modes": list(self.modes), "covariates": list(self.covariates),
-                "split": self.split.to_dict(), "train": dict(self.train)}
+        values = {"name": self.name, "description": self.description, "seed": self.seed, "cohort": cohort,
+                  "backbones": list(self.backbones), "modes": list(self.modes), "covariates": list(self.covariates),
+                  "split": self.split.to_dict(), "train": dict(self.train)}
+        if self.fusions != (DEFAULT_FUSION,):  # the default is left out: older experiments keep their hash
+            values["fusions"] = list(self.fusions)
+        return values
 
     def hash(self) -> str:
         """12 hex digits of SHA-256 over everything that changes results (not the description)."""
@@ -126,11 +137,12 @@ class ExperimentConfig:
         _check_covariates(changed, _where(self.source))
         return changed
 
-    def train_config(self, backbone: str, mode: str, seed: int):
+    def train_config(self, backbone: str, mode: str, seed: int, fusion: str = DEFAULT_FUSION):
         """The TrainConfig of one fit."""
         from osteo_tf.training.config import TrainConfig
 
-        return TrainConfig(backbone=backbone, mode=mode, covariates=self.covariates, seed=seed, **self.train)
+        return TrainConfig(backbone=backbone, mode=mode, covariates=self.covariates, seed=seed, fusion=fusion,
+                           **self.train)
 
 
 def load_experiment(path_or_name: str | Path, manifest: str | Path | None = None) -> ExperimentConfig:
@@ -192,6 +204,13 @@ def parse_experiment(values: Any, source: str = "", base: Path | None = None) ->
     for mode in modes:
         if mode not in MODES:
             raise OsteoInputError(f"{where}unknown mode '{mode}' in 'modes'; choose from: {', '.join(MODES)}")
+    fusions = _names(values.get("fusions", [DEFAULT_FUSION]), f"{where}'fusions'")
+    for fusion in fusions:
+        if fusion not in FUSIONS:
+            raise OsteoInputError(f"{where}unknown fusion '{fusion}' in 'fusions'; choose from: {', '.join(FUSIONS)}")
+    if fusions != (DEFAULT_FUSION,) and "ensemble" not in modes:
+        raise OsteoInputError(f"{where}'fusions' lists {list(fusions)}, but 'modes' has no ensemble to fuse; "
+                              "add ensemble to 'modes' or drop 'fusions'")
     covariates = values.get("covariates", "dental")
     if isinstance(covariates, str) and covariates in COVARIATE_ALIASES:
         covariates = list(COVARIATE_ALIASES[covariates])
@@ -200,7 +219,7 @@ def parse_experiment(values: Any, source: str = "", base: Path | None = None) ->
     config = ExperimentConfig(
         name=name, backbones=backbones, modes=modes, covariates=covariates, split=_split(values.get("split"), where),
         train=_train(values.get("train"), where), seed=seed, manifest=manifest, manifest_config=manifest_config,
-        phantom=phantom, description=str(values.get("description") or "").strip(), source=source,
+        phantom=phantom, description=str(values.get("description") or "").strip(), source=source, fusions=fusions,
     )
     for backbone in backbones:  # every training option must make a valid TrainConfig
         try:
@@ -288,13 +307,18 @@ def _cohort(value: Any, where: str, base: Path) -> tuple[str | None, dict | None
         spec = value["phantom"]
         if not isinstance(spec, dict):
             raise OsteoInputError(f"{where}cohort.phantom must be a mapping {{kind, n, image_size, seed}}, got {spec!r}")
-        _unknown(spec, ("kind", "n", "image_size", "seed"), where, "cohort.phantom")
+        _unknown(spec, ("kind", "n", "image_size", "seed", "information"), where, "cohort.phantom")
         phantom = PhantomSpec(**spec)
         if phantom.kind not in PHANTOM_COLUMNS:
             raise OsteoInputError(f"{where}cohort.phantom.kind must be hip or dental, got {phantom.kind!r}")
         _int(phantom.n, f"{where}cohort.phantom.n", 10)
         _int(phantom.image_size, f"{where}cohort.phantom.image_size", 32)
         _int(phantom.seed, f"{where}cohort.phantom.seed", 0)
+        from osteo_tf.data.synthetic import INFORMATION_SIGMA
+
+        if phantom.information not in INFORMATION_SIGMA:
+            raise OsteoInputError(f"{where}cohort.phantom.information must be one of {', '.join(INFORMATION_SIGMA)}, "
+                                  f"got {phantom.information!r}")
         return None, manifest_config, phantom
     if value.get("manifest") is None:
         return None, manifest_config, None

@@ -16,7 +16,7 @@ from osteo_tf.errors import OsteoInputError
 
 RESULTS = "results"
 RECORD_KEYS = (
-    "fit_id", "config_hash", "experiment", "backbone", "mode", "repeat", "fold", "seed", "metrics",
+    "fit_id", "config_hash", "experiment", "backbone", "mode", "fusion", "model", "repeat", "fold", "seed", "metrics",
     "test_predictions", "seconds", "epochs_run", "best_epoch", "run_dir", "finished_at",
 )
 SCALAR_KEYS = tuple(k for k in RECORD_KEYS if k not in ("metrics", "test_predictions"))

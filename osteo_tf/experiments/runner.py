@@ -40,6 +40,7 @@ from osteo_tf.errors import OsteoInputError
 from osteo_tf.experiments.config import ExperimentConfig, parse_experiment
 from osteo_tf.experiments.results import fit_id, read_records, read_results, record_path  # noqa: F401 (re-export)
 from osteo_tf.io import atomic_path, read_json, write_json
+from osteo_tf.vocabulary import DEFAULT_FUSION, model_label
 
 NO_BACKBONE = "none"
 
@@ -47,27 +48,37 @@ NO_BACKBONE = "none"
 @dataclass(frozen=True)
 class Fit:
     """One cell of the grid. ``seed`` (from the config seed, repeat and fold) is shared by all
-    fits of a (repeat, fold), so image-only and ensemble see the same split and initialisation."""
+    fits of a (repeat, fold), so image-only and ensemble see the same split and initialisation.
+    ``fusion``: the ensemble's design (the other modes keep the default)."""
 
     backbone: str
     mode: str
     repeat: int
     fold: int
     seed: int
+    fusion: str = DEFAULT_FUSION
+
+    @property
+    def model(self) -> str:
+        """The model's name in result tables: the mode, or ``ensemble_<fusion>`` for a non-default fusion."""
+        return model_label(self.mode, self.fusion)
 
     @property
     def fit_id(self) -> str:
-        return fit_id(self.backbone, self.mode, self.repeat, self.fold)
+        return fit_id(self.backbone, self.model, self.repeat, self.fold)
 
 
 def plan(config: ExperimentConfig) -> list[Fit]:
-    """Every fit of the experiment, ordered repeat → fold → backbone → mode (covariates_only last)."""
+    """Every fit of the experiment, ordered repeat → fold → backbone → mode → fusion (covariates_only last)."""
     fits = []
     for repeat in range(config.split.repeats):
         for fold in range(config.split.n_folds):
             seed = derive_seed(config.seed, repeat, fold)
             for backbone in config.backbones:
-                fits += [Fit(backbone, mode, repeat, fold, seed) for mode in config.modes if mode != "covariates_only"]
+                for mode in config.modes:
+                    if mode != "covariates_only":
+                        fusions = config.fusions if mode == "ensemble" else (DEFAULT_FUSION,)
+                        fits += [Fit(backbone, mode, repeat, fold, seed, fusion) for fusion in fusions]
             if "covariates_only" in config.modes:
                 fits.append(Fit(NO_BACKBONE, "covariates_only", repeat, fold, seed))
     return fits
@@ -171,7 +182,7 @@ def _cohort_manifest(config: ExperimentConfig, out: Path) -> Path:
 
             p = config.phantom
             _say(f"generating a {p.kind} phantom of {p.n} subjects at {p.image_size} px in {manifest.parent}")
-            make_cohort(p.kind, p.n, manifest.parent, seed=p.seed, image_size=p.image_size)
+            make_cohort(p.kind, p.n, manifest.parent, seed=p.seed, image_size=p.image_size, information=p.information)
         return manifest
     if config.manifest is None:
         raise OsteoInputError(f"experiment {config.name} names no cohort: pass --manifest CSV (or set cohort.manifest)")
@@ -244,7 +255,7 @@ def run_fit(config: ExperimentConfig, out: Path, manifest: Path, fit: Fit, cohor
 
         backbone = config.backbones[0] if fit.backbone == NO_BACKBONE else fit.backbone
         (fit_function or training.train)(
-            manifest, run, config.train_config(backbone, fit.mode, fit.seed), manifest_config=manifest_config,
+            manifest, run, config.train_config(backbone, fit.mode, fit.seed, fit.fusion), manifest_config=manifest_config,
             cohort=cohort, splits=fit_splits(config, cohort, fit), verbose=verbose)
         keras.utils.clear_session(free_memory=True)
     record = make_record(config, out, fit)
@@ -282,17 +293,18 @@ def make_record(config: ExperimentConfig, out: Path, fit: Fit) -> dict:
 
     ``seconds`` is the training time the run recorded (for a resumed fit, its last session's);
     ``epochs_run`` counts the epochs in history.csv; ``best_epoch`` (1-based) has the lowest
-    validation loss, whose weights the model keeps.
+    validation loss (the probability's own, with auxiliary losses), whose weights the model keeps.
     """
     run = out / "runs" / fit.fit_id
     metrics = read_json(run / "metrics.json")
     predictions = pd.read_csv(run / "predictions.csv")
     test = predictions[predictions["split"] == "test"]
     history = pd.read_csv(run / "history.csv").drop_duplicates("epoch", keep="last")
-    best = int(history["val_loss"].to_numpy().argmin()) + 1 if len(history) else 0
+    monitored = "val_probability_loss" if "val_probability_loss" in history else "val_loss"  # see train.monitored_loss
+    best = int(history[monitored].to_numpy().argmin()) + 1 if len(history) else 0
     return {
         "fit_id": fit.fit_id, "config_hash": config.hash(), "experiment": config.name, "backbone": fit.backbone,
-        "mode": fit.mode, "repeat": fit.repeat, "fold": fit.fold, "seed": fit.seed,
+        "mode": fit.mode, "fusion": fit.fusion, "model": fit.model, "repeat": fit.repeat, "fold": fit.fold, "seed": fit.seed,
         "metrics": {"val": metrics["val"], "test": metrics["test"]},
         "test_predictions": [
             {"image": str(r.image), "patient_id": str(r.patient_id), "label": int(r.label), "probability": float(r.probability)}

@@ -12,22 +12,16 @@ import keras
 
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.models.backbones import REGISTRY, BackboneSpec, build_backbone, get_backbone_spec, normalize_images
-from osteo_tf.models.heads import covariate_encoder, covariate_input, image_features, probability_head
+from osteo_tf.models.heads import covariate_encoder, covariate_input, fusion_head, image_features, single_head
+from osteo_tf.models.layers import CovariateWithholding
+from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES, uses_covariates, uses_images
 
-MODES = ("image_only", "ensemble", "covariates_only")
+AUX_OUTPUTS = ("aux_image", "aux_covariates")
 
 __all__ = [
-    "MODES", "REGISTRY", "BackboneSpec", "build_backbone", "build_model", "get_backbone_spec",
-    "normalize_images", "uses_images", "uses_covariates",
+    "AUX_OUTPUTS", "FUSIONS", "MODES", "REGISTRY", "BackboneSpec", "build_backbone", "build_model", "get_backbone_spec",
+    "inference_model", "normalize_images", "uses_images", "uses_covariates",
 ]
-
-
-def uses_images(mode: str) -> bool:
-    return mode in ("image_only", "ensemble")
-
-
-def uses_covariates(mode: str) -> bool:
-    return mode in ("ensemble", "covariates_only")
 
 
 def build_model(
@@ -36,34 +30,69 @@ def build_model(
     image_size: int | None = None,
     covariate_dim: int = 6,
     weights: str | Path | None = None,
+    fusion: str = DEFAULT_FUSION,
+    aux_outputs: bool = False,
+    covariate_withholding: dict | None = None,
 ) -> keras.Model:
     """Builds one of the study models.
 
-    Inputs are a dict: ``"image"`` (batch, size, size, 3) float32 already passed through
-    :func:`normalize_images`, and/or ``"covariates"`` (batch, covariate_dim) float32 from the
-    covariate encoder. Output: (batch, 1) probability of osteoporosis.
+    Args:
+        backbone: a registry name (unused for ``covariates_only``).
+        mode: ``image_only``, ``ensemble`` or ``covariates_only``.
+        image_size: input side in pixels (None: the backbone's paper size).
+        covariate_dim: length of the encoded covariate vector.
+        weights: backbone weights ("none", "imagenet[:SOURCE]" or a file).
+        fusion: how the ensemble joins its branches, one of ``FUSIONS`` (see
+            :mod:`osteo_tf.models.heads`); only for ``ensemble``.
+        aux_outputs: also output each branch's own probability (``aux_image``,
+            ``aux_covariates``; ensemble only) for an auxiliary loss; the model then returns a
+            dict. :func:`inference_model` gives the single-output model that shares its layers.
+        covariate_withholding: ``{"groups": [...], "rate": p, "seed": s}`` — train with
+            covariate dropout (:class:`osteo_tf.models.layers.CovariateWithholding`).
 
-    - ``image_only``: backbone → pooled features → head.
-    - ``ensemble``: backbone features and the covariate perceptron, concatenated → head.
-    - ``covariates_only``: the covariate perceptron → head (no image; ``backbone`` unused).
-
-    The model is flat: the backbone's own input and layers are the model's (Grad-CAM can
-    reach its last feature map by name, ``get_backbone_spec(backbone).feature_layer``).
+    Returns:
+        A flat functional model. Inputs: a dict, ``"image"`` (batch, size, size, 3) float32
+        already passed through :func:`normalize_images` and/or ``"covariates"``
+        (batch, covariate_dim) float32 from the covariate encoder. Output: (batch, 1)
+        probability of osteoporosis (a dict with ``aux_outputs``). The backbone's own layers
+        are the model's: Grad-CAM reaches the last feature map by name
+        (``get_backbone_spec(backbone).feature_layer``).
     """
     if mode not in MODES:
         raise OsteoInputError(f"unknown mode '{mode}'; choose one of: {', '.join(MODES)}")
+    if fusion not in FUSIONS:
+        raise OsteoInputError(f"unknown fusion '{fusion}'; choose one of: {', '.join(FUSIONS)}")
     if uses_covariates(mode) and covariate_dim < 1:
         raise OsteoInputError(f"mode '{mode}' needs at least one covariate (covariate_dim={covariate_dim})")
-    inputs, features = {}, []
+    if aux_outputs and mode != "ensemble":
+        raise OsteoInputError(f"auxiliary branch outputs need two branches (mode 'ensemble'), not mode '{mode}'")
+    inputs, image, covariates = {}, None, None
     if uses_images(mode):
         image_net = build_backbone(backbone, image_size, weights)
         inputs["image"] = _named_input(image_net, "image")
-        features.append(image_features(image_net.output))
+        image = image_features(image_net.output)
     if uses_covariates(mode):
         inputs["covariates"] = covariate_input(covariate_dim)
-        features.append(covariate_encoder(inputs["covariates"]))
-    name = f"{backbone}_{mode}" if uses_images(mode) else mode
-    return keras.Model(inputs=inputs, outputs=probability_head(features), name=name)
+        x = inputs["covariates"]
+        if covariate_withholding and covariate_withholding.get("rate", 0) > 0:
+            x = CovariateWithholding(**covariate_withholding, name="covariate_withholding")(x)
+        covariates = covariate_encoder(x)
+    if mode == "ensemble":
+        outputs = fusion_head(image, covariates, fusion, aux=aux_outputs)
+        outputs = outputs if aux_outputs else outputs["probability"]
+        name = f"{backbone}_{mode}" if fusion == DEFAULT_FUSION else f"{backbone}_{mode}_{fusion}"
+    else:
+        outputs = single_head(image if image is not None else covariates)
+        name = f"{backbone}_{mode}" if uses_images(mode) else mode
+    return keras.Model(inputs=inputs, outputs=outputs, name=name)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The single-output model (the probability) of a model built with ``aux_outputs``;
+    a single-output model is returned as it is. The layers (and weights) are shared."""
+    if not isinstance(model.output, dict):
+        return model
+    return keras.Model(inputs=model.input, outputs=model.get_layer("probability").output, name=model.name)
 
 
 def _named_input(network: keras.Model, name: str) -> keras.KerasTensor:

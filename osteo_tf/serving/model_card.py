@@ -73,6 +73,9 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
         "intended_use": INTENDED_USE,
         "backbone": spec.backbone,
         "mode": spec.mode,
+        "fusion": _fusion(settings["train"], spec.mode),
+        "missing_covariates": {"may_be_missing": list(spec.imputed), "required": [
+            n for n in spec.inputs if n != IMAGE_INPUT and n not in spec.imputed]},
         "image_size": spec.image_size,
         "intensity": spec.intensity,
         "training": settings["train"],
@@ -97,6 +100,14 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
                        "keras": keras.__version__, "numpy": np.__version__},
         },
     }
+
+
+def _fusion(train: dict, mode: str) -> dict | None:
+    """How the ensemble joins its inputs (None for a single-input model)."""
+    if mode != "ensemble":
+        return None
+    return {"design": train.get("fusion", "concat"), "aux_loss_weight": train.get("aux_loss_weight", 0.0),
+            "covariate_dropout": train.get("covariate_dropout", 0.0)}
 
 
 def _package_version() -> str:

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from osteo_tf.data.covariates import IMPUTE_METHODS
 from osteo_tf.data.images import parse_intensity
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.models import MODES, get_backbone_spec
+from osteo_tf.models import get_backbone_spec
+from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES
 
 # Options that do not change a fit's results: a run may be resumed, and an experiment's hash
 # stays, with other values of these.
@@ -33,6 +34,13 @@ class TrainConfig:
     intensity: per-image normalisation, "minmax" or "percentile:LOW,HIGH"
     (:func:`osteo_tf.data.pipeline.normalize_intensity`). impute: "none" (a missing covariate
     is an error) or "median" (training-row medians plus missing indicators).
+    fusion: how the ensemble joins image and covariates, one of ``FUSIONS`` ("concat", the
+    papers', default; "late"; "film"; :mod:`osteo_tf.models.heads`). aux_loss_weight: weight
+    of each branch's own auxiliary loss (0: none; ensemble only). covariate_dropout:
+    probability of withholding each covariate of each training subject (0: never); > 0
+    makes every covariate imputable (training fill + missing indicator), so the model
+    predicts with any of them missing (:class:`osteo_tf.models.layers.CovariateWithholding`).
+    fusion and aux_loss_weight do not apply to the single-branch modes.
     allow_exclusions: leave invalid manifest rows out (listed in the run's exclusions.csv)
     instead of stopping. deterministic: TensorFlow op determinism (identical reruns).
     cache: where decoded images stay between epochs — "memory" (RAM), "disk" (a tf.data cache
@@ -60,6 +68,9 @@ class TrainConfig:
     threshold: float = 0.5
     intensity: str = "minmax"
     impute: str = "none"
+    fusion: str = DEFAULT_FUSION
+    aux_loss_weight: float = 0.0
+    covariate_dropout: float = 0.0
     allow_exclusions: bool = False
     deterministic: bool = False
     cache: str = "memory"
@@ -79,6 +90,9 @@ class TrainConfig:
         self.intensity = str(parse_intensity(self.intensity))
         if self.impute not in IMPUTE_METHODS:
             raise OsteoInputError(f"invalid training option impute={self.impute!r}; choose one of: {', '.join(IMPUTE_METHODS)}")
+        if self.fusion not in FUSIONS:
+            raise OsteoInputError(f"invalid training option fusion={self.fusion!r}; choose one of: {', '.join(FUSIONS)}")
+        self.aux_loss_weight, self.covariate_dropout = float(self.aux_loss_weight), float(self.covariate_dropout)
         if self.cache not in CACHE_CHOICES:
             raise OsteoInputError(f"invalid training option cache={self.cache!r}; choose one of: memory (decoded images "
                                   "in RAM, default), disk (a cache file in the run folder, for cohorts larger than RAM), "
@@ -92,11 +106,17 @@ class TrainConfig:
         checks = {
             "image_size": self.image_size >= 32, "epochs": self.epochs >= 1, "patience": self.patience >= 1,
             "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
-            "threshold": 0.0 < self.threshold < 1.0,
+            "threshold": 0.0 < self.threshold < 1.0, "aux_loss_weight": self.aux_loss_weight >= 0.0,
+            "covariate_dropout": 0.0 <= self.covariate_dropout < 1.0,
         }
         for name, ok in checks.items():
             if not ok:
                 raise OsteoInputError(f"invalid training option {name}={getattr(self, name)!r}")
+
+    @property
+    def uses_aux_loss(self) -> bool:
+        """Whether the fit adds the branches' auxiliary losses (an ensemble with aux_loss_weight > 0)."""
+        return self.mode == "ensemble" and self.aux_loss_weight > 0
 
     def covariate_columns(self, available: list[str]) -> tuple[str, ...]:
         """Resolves the covariate set against the manifest's columns."""

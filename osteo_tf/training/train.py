@@ -29,7 +29,7 @@ from osteo_tf.data.splits import random_split, splits_table
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
 from osteo_tf.io import atomic_path, write_csv, write_json
-from osteo_tf.models import build_model, get_backbone_spec, uses_covariates, uses_images
+from osteo_tf.models import AUX_OUTPUTS, build_model, get_backbone_spec, inference_model, uses_covariates, uses_images
 from osteo_tf.training.callbacks import AtomicBestCheckpoint, AtomicHistory
 from osteo_tf.training.config import RESULT_NEUTRAL_OPTIONS, TrainConfig
 from osteo_tf.training.hardware import distribution_strategy, dtype_policy, resolve_runtime
@@ -107,27 +107,52 @@ def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
     write_json(run.config, settings)
 
 
+def monitored_loss(config: TrainConfig) -> str:
+    """The validation loss that early stopping and the best checkpoint follow: the probability's
+    own (``val_probability_loss``) when auxiliary losses are added, so the auxiliary heads
+    never choose the epoch of the model that is kept."""
+    return "val_probability_loss" if config.uses_aux_loss else "val_loss"
+
+
 def callbacks(run: RunDir, config: TrainConfig) -> list[keras.callbacks.Callback]:
     run.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    monitor = monitored_loss(config)
     return [
         # double_checkpoint: a backup damaged by a kill mid-write falls back to the previous one
         keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=True, double_checkpoint=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=1),
-        AtomicBestCheckpoint(run.checkpoint, monitor="val_loss", history=run.history),  # crash-safe
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience, restore_best_weights=True,
+                                      verbose=1),
+        AtomicBestCheckpoint(run.checkpoint, monitor=monitor, history=run.history),  # crash-safe
         AtomicHistory(run.history),
         keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False, profile_batch=0),
     ]
 
 
 def compile_model(model: keras.Model, config: TrainConfig, jit: bool = False) -> keras.Model:
-    """SGD with the config's rate and momentum, binary cross-entropy, AUC and accuracy; ``jit``: XLA."""
+    """SGD with the config's rate and momentum, binary cross-entropy, AUC and accuracy; ``jit``: XLA.
+
+    A model with auxiliary outputs (``config.uses_aux_loss``) is trained on the loss of its
+    probability plus ``aux_loss_weight`` × each branch's loss; AUC and accuracy are those of
+    the probability.
+    """
     optimizer = keras.optimizers.SGD(
         learning_rate=config.learning_rate, momentum=config.momentum,
         weight_decay=config.weight_decay or None,
     )
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", jit_compile=jit,
-                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+    metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+    if isinstance(model.output, dict):
+        names = ("probability", *AUX_OUTPUTS)
+        model.compile(optimizer=optimizer, jit_compile=jit, loss={n: "binary_crossentropy" for n in names},
+                      loss_weights={n: 1.0 if n == "probability" else config.aux_loss_weight for n in names},
+                      metrics={"probability": metrics})
+    else:
+        model.compile(optimizer=optimizer, loss="binary_crossentropy", jit_compile=jit, metrics=metrics)
     return model
+
+
+def aux_targets(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """(inputs, label) batches → (inputs, {output: label}) for a model with auxiliary outputs."""
+    return dataset.map(lambda x, y: (x, {name: y for name in ("probability", *AUX_OUTPUTS)}))
 
 
 def predict_rows(model: keras.Model, cohort: pd.DataFrame, covariates: np.ndarray | None, config: TrainConfig) -> np.ndarray:
@@ -209,7 +234,8 @@ def train(
 
     encoded = None
     if uses_covariates(config.mode):
-        encoder = CovariateEncoder.for_columns(covariate_columns, cohort, impute=config.impute).fit(cohort.iloc[splits["train"]])
+        encoder = CovariateEncoder.for_columns(covariate_columns, cohort, impute=config.impute,
+                                               impute_all=config.covariate_dropout > 0).fit(cohort.iloc[splits["train"]])
         write_json(run.encoder, encoder.to_dict())
         encoded = encoder.transform(cohort)
         log(f"covariates {list(covariate_columns)} → {encoder.dim}-vector {encoder.feature_names}")
@@ -224,9 +250,15 @@ def train(
                            intensity=config.intensity, cache=config.cache, cache_file=run.cache / name)
         for name, rows in splits.items() if name != "test"
     }
+    if config.uses_aux_loss:
+        datasets = {name: aux_targets(dataset) for name, dataset in datasets.items()}
+    withholding = None
+    if encoded is not None and config.covariate_dropout > 0:
+        withholding = {"groups": encoder.withholding_groups(), "rate": config.covariate_dropout, "seed": config.seed}
     with strategy.scope(), dtype_policy(runtime.precision):
         model = build_model(config.backbone, config.mode, config.image_size,
-                            0 if encoded is None else encoded.shape[1], config.weights)
+                            0 if encoded is None else encoded.shape[1], config.weights, fusion=config.fusion,
+                            aux_outputs=config.uses_aux_loss, covariate_withholding=withholding)
         compile_model(model, config, jit=runtime.jit)
     log(f"training {model.name} ({model.count_params():,} parameters) at {config.image_size} px, "
         f"lr {config.learning_rate}, up to {config.epochs} epochs on {runtime.replicas} replica(s) "
@@ -234,6 +266,7 @@ def train(
     model.fit(datasets["train"], validation_data=datasets["val"], epochs=config.epochs,
               callbacks=callbacks(run, config), verbose=verbose)
 
+    model = inference_model(model)  # the auxiliary outputs only served the training loss
     with atomic_path(run.model) as temporary:
         model.save(temporary)
     metrics = score_splits(model, cohort, encoded, splits, config, run)

@@ -195,6 +195,26 @@ def test_cohort_json_records_parameters(tmp_path):
     assert (params["informative_region"], params["mask"]) == ("bone", synthetic.MASK_SEMANTICS["bone"])
 
 
+def test_information_split_is_measured_and_balanced_moves_it_to_the_covariates(tmp_path):
+    image_led = make_cohort("hip", 600, tmp_path / "a", seed=2, image_size=32)
+    balanced = make_cohort("hip", 600, tmp_path / "b", seed=2, image_size=32, information="balanced")
+    split = {name: json.loads((m.parent / "cohort.json").read_text()) for name, m in
+             (("image_led", image_led), ("balanced", balanced))}
+    assert split["balanced"]["sigma_bio"] == synthetic.INFORMATION_SIGMA["balanced"] > synthetic.SIGMA_BIO
+    a, b = split["image_led"]["information_split"], split["balanced"]["information_split"]
+    # Same subjects and covariates; only the image's latent is noisier.
+    assert a["covariates"] == b["covariates"]
+    assert pd.read_csv(image_led).drop(columns=["image", "mask"]).equals(pd.read_csv(balanced).drop(columns=["image", "mask"]))
+    assert a["image_latent"] > a["covariates"] + 0.04  # image-led: the image is the stronger input
+    assert abs(b["image_latent"] - b["covariates"]) < 0.05  # balanced: comparable
+    for values in (a, b):  # independent given the class: together above either alone
+        assert values["both"] > max(values["covariates"], values["image_latent"]) + 0.02
+    with pytest.raises(OsteoInputError, match="information must be one of"):
+        make_cohort("hip", 20, tmp_path / "c", information="equal")
+    with pytest.raises(OsteoInputError, match="head_neck variant renders the T-score itself"):
+        make_cohort("hip", 20, tmp_path / "d", informative_region="head_neck", information="balanced")
+
+
 def test_head_neck_cohort_records_its_region(tmp_path):
     manifest = make_cohort("hip", 12, tmp_path, seed=1, image_size=48, informative_region="head_neck")
     params = json.loads((tmp_path / "cohort.json").read_text())

@@ -21,7 +21,7 @@ def config_with(**changes):
 
 
 def test_packaged_configs_match_the_repository_copies_and_plan_the_papers_grids():
-    assert packaged_configs() == ["demo", "dental_2022", "hip_2020"]
+    assert packaged_configs() == ["demo", "demo_missing", "dental_2022", "fusion_balanced", "hip_2020"]
     for name in packaged_configs():
         assert (REPO_EXPERIMENTS / f"{name}.yaml").read_text() == (CONFIG_DIR / f"{name}.yaml").read_text()
     hip, dental = load_experiment("hip_2020"), load_experiment("dental_2022")
@@ -87,7 +87,7 @@ def test_missing_file_bad_yaml_and_unknown_name(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
     with pytest.raises(OsteoInputError, match="bad.yaml is not valid YAML"):
         load_experiment(tmp_path / "bad.yaml")
-    with pytest.raises(OsteoInputError, match="packaged configs: demo, dental_2022, hip_2020"):
+    with pytest.raises(OsteoInputError, match="packaged configs: demo, demo_missing, dental_2022, fusion_balanced, hip_2020"):
         load_experiment("hip2020")
 
 
@@ -99,3 +99,32 @@ def test_train_cache_option_passes_through_and_is_not_hashed():
     assert disk.hash() == config.hash()  # where decoded images are kept does not change results
     with pytest.raises(OsteoInputError, match="'train': invalid training option cache='ram'"):
         parse_experiment(config_with(train={"cache": "ram"}))
+
+
+def test_fusions_are_a_grid_axis_of_the_ensemble_with_stable_names_and_hash():
+    base = parse_experiment(VALID)
+    grid = parse_experiment(config_with(modes=["image_only", "ensemble", "covariates_only"],
+                                        fusions=["concat", "late", "film"]))
+    models = [f.model for f in plan(grid) if f.repeat == 0 and f.fold == 0]
+    assert models == ["image_only", "ensemble", "ensemble_late", "ensemble_film", "covariates_only"]
+    assert [f.fit_id for f in plan(grid)][:4] == ["resnet18__image_only__r00__f00", "resnet18__ensemble__r00__f00",
+                                                  "resnet18__ensemble_late__r00__f00", "resnet18__ensemble_film__r00__f00"]
+    late = [f for f in plan(grid) if f.model == "ensemble_late"][0]
+    assert grid.train_config("resnet18", late.mode, late.seed, late.fusion).fusion == "late"
+    # the default axis is left out of the resolved config: an older experiment keeps its hash
+    assert "fusions" not in base.to_dict() and parse_experiment(config_with(fusions=["concat"])).hash() == base.hash()
+    assert grid.hash() != base.hash()
+    again = parse_experiment(yaml.safe_load(yaml.safe_dump(grid.to_dict())))
+    assert again.fusions == ("concat", "late", "film") and again.hash() == grid.hash()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"fusions": ["concat", "sum"]}, "unknown fusion 'sum' in 'fusions'; choose from: concat, late, film"),
+    ({"modes": ["image_only"], "fusions": ["late"]}, "'modes' has no ensemble to fuse"),
+    ({"train": {"covariate_dropout": 1.5}}, "'train': invalid training option covariate_dropout=1.5"),
+    ({"cohort": {"phantom": {"kind": "hip", "n": 40, "information": "equal"}}},
+     "cohort.phantom.information must be one of image_led, balanced"),
+])
+def test_fusion_mistakes_are_clear_errors(changes, message):
+    with pytest.raises(OsteoInputError, match=message):
+        parse_experiment(config_with(**changes), source="x.yaml")
