@@ -34,21 +34,20 @@ from pathlib import Path
 DEFAULT = "resnet18:224,resnet50:224,googlenet:224,efficientnet_b3:300"
 
 
-def literal_head(image_net, covariate_dim: int):
-    """The papers' head without the project's normalisation: GAP ‖ perceptron → Dense → sigmoid."""
+def literal_head(project, feature_layer: str, covariate_dim: int):
+    """The papers' head without the project's balancing, on the project model's own backbone
+    layers (shared, so the same weights): GAP ‖ perceptron → Dense → sigmoid."""
     import keras
     from keras import layers
 
     from osteo_tf.models.heads import COVARIATE_UNITS, FUSION_UNITS
 
-    from osteo_tf.models import _named_input
-
     covariates = keras.Input((covariate_dim,), name="covariates")
-    image_input = _named_input(image_net, "image")
+    image_input = project.input["image"]
     x = covariates
     for index, width in enumerate(COVARIATE_UNITS, start=1):
         x = layers.Dense(width, activation="relu", name=f"covariate_dense{index}")(x)
-    image = layers.GlobalAveragePooling2D(name="image_features")(image_net.output)
+    image = layers.GlobalAveragePooling2D(name="image_features")(project.get_layer(feature_layer).output)
     fused = layers.Concatenate(name="fusion")([image, x])
     hidden = layers.Dense(FUSION_UNITS, activation="relu", name="fusion_dense")(fused)
     output = layers.Dense(1, activation="sigmoid", name="probability")(hidden)
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from osteo_tf.data.manifest import read_manifest
     from osteo_tf.data.pipeline import load_image
     from osteo_tf.data.synthetic import make_cohort
-    from osteo_tf.models import build_backbone, build_model, get_backbone_spec, normalize_images
+    from osteo_tf.models import build_model, get_backbone_spec, normalize_images
 
     results = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -124,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             inputs = {"image": images, "covariates": covariates}
             labels = cohort["label"].to_numpy(dtype="float32")[:, None]
             project = build_model(name, "ensemble", size, covariates.shape[1])
-            literal_net = build_backbone(name, size)
-            for layer in literal_net.layers[1:]:  # the same backbone weights in both (not the input layer)
-                layer.set_weights(project.get_layer(layer.name).get_weights())
-            literal = literal_head(literal_net, covariates.shape[1])
+            literal = literal_head(project, get_backbone_spec(name).feature_layer, covariates.shape[1])
             channels = get_backbone_spec(name).feature_channels
             results[f"{name}:{size}"] = {"project": measure(project, inputs, labels, channels),
                                          "literal": measure(literal, inputs, labels, channels)}

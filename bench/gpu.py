@@ -18,8 +18,10 @@ fixed batch that stays in device memory, in three ways:
   every step (``--keras-data host`` yields host numpy arrays instead, copied to the device
   each step as ``fit`` from arrays does; that was how DESIGN.md's earlier figures were taken).
 - ``torch_eager``: torchvision's same architecture (``weights=None``) with the same head —
-  its pooled features concatenated with the two-layer covariate MLP, then the fusion dense
-  layer and the one-unit output, widths read from ``osteo_tf/models/heads.py`` — same
+  its pooled features (batch-normalised, dropout) concatenated with the two-layer covariate
+  MLP (batch-normalised), then the fusion dense layer and the one-unit output, widths and
+  dropout read from ``osteo_tf/models/heads.py`` (its covariate-branch gradient scaling
+  changes no step's cost and is left out) — same
   batch, size, optimizer (``torch.optim.SGD``, momentum 0.9, same learning rate), under
   ``torch.autocast(dtype=torch.bfloat16)`` with the output layer in float32 and
   ``binary_cross_entropy_with_logits``; channels-last memory format and
@@ -177,13 +179,23 @@ def head_widths(path: Path = HEADS_PY) -> tuple[tuple[int, ...], int]:
     return tuple(int(v) for v in values["COVARIATE_UNITS"]), int(values["FUSION_UNITS"])
 
 
+def head_dropout(path: Path = HEADS_PY) -> float:
+    """IMAGE_DROPOUT read from heads.py without importing it."""
+    for node in ast.parse(Path(path).read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", None) == "IMAGE_DROPOUT":
+            return float(ast.literal_eval(node.value))
+    raise ValueError(f"{path} does not define IMAGE_DROPOUT as a literal")
+
+
 def head_params(feature_channels: int, covariate_dim: int, covariate_units: tuple[int, ...],
                 fusion_units: int) -> int:
-    """Trainable parameters of the ensemble head (covariate MLP + fusion dense + output)."""
-    total, width = 0, covariate_dim
+    """Trainable parameters of the ensemble head: the image features' batch norm (γ, β),
+    covariate MLP and its batch norm, fusion dense and output."""
+    total, width = 2 * feature_channels, covariate_dim
     for units in covariate_units:
         total += width * units + units
         width = units
+    total += 2 * width
     total += (feature_channels + width) * fusion_units + fusion_units
     return total + fusion_units + 1
 
@@ -518,7 +530,8 @@ def torchvision_backbone(name: str):
 
 
 def torch_fusion_model(name: str, covariate_dim: int, covariate_units: tuple[int, ...], fusion_units: int):
-    """torchvision backbone + the project's ensemble head (heads.py), returning logits (batch, 1)."""
+    """torchvision backbone + the project's ensemble head (heads.py: each branch batch-normalised,
+    dropout on the image features), returning logits (batch, 1)."""
     import torch
     import torch.nn as nn
 
@@ -526,16 +539,17 @@ def torch_fusion_model(name: str, covariate_dim: int, covariate_units: tuple[int
         def __init__(self):
             super().__init__()
             self.backbone, channels = torchvision_backbone(name)
+            self.image_norm = nn.Sequential(nn.BatchNorm1d(channels), nn.Dropout(head_dropout()))
             layers, width = [], covariate_dim
             for units in covariate_units:
                 layers += [nn.Linear(width, units), nn.ReLU()]
                 width = units
-            self.covariate_encoder = nn.Sequential(*layers)
+            self.covariate_encoder = nn.Sequential(*layers, nn.BatchNorm1d(width))
             self.fusion_dense = nn.Linear(channels + width, fusion_units)
             self.probability = nn.Linear(fusion_units, 1)
 
         def forward(self, image, covariates):
-            features = self.backbone(image)
+            features = self.image_norm(self.backbone(image))
             encoded = self.covariate_encoder(covariates)
             x = torch.relu(self.fusion_dense(torch.cat([features, encoded.to(features.dtype)], dim=1)))
             # heads.py keeps the output layer float32 under mixed precision: so does this.

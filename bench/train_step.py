@@ -13,8 +13,7 @@ arrays (one fixed batch of ``--batch`` images of ``--size`` px and its labels):
   exactly as ``osteo train`` does.
 - ``plain``: what a user would write with the libraries alone — the backbone called as one
   layer on a ``keras.Input``, then the same head (``GlobalAveragePooling2D`` →
-  ``BatchNormalization`` → ``Dropout`` → ``Dense(64, relu)`` → ``Dense(1, sigmoid)``, widths
-  and rate read from ``osteo_tf.models.heads``),
+  ``Dense(64, relu)`` → ``Dense(1, sigmoid)``, widths read from ``osteo_tf.models.heads``),
   compiled with the same optimizer (SGD, same learning rate, momentum 0.9), loss and
   ``jit_compile=False`` and no metrics. Backbones:
 
@@ -162,12 +161,11 @@ def plain_model(name: str, size: int):
     import keras
 
     from osteo_tf.models import get_backbone_spec
-    from osteo_tf.models.heads import FUSION_UNITS, IMAGE_DROPOUT
+    from osteo_tf.models.heads import FUSION_UNITS
 
     backbone, description, match = plain_backbone(name, size)
     inputs = keras.Input((size, size, 3))
     x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
-    x = keras.layers.Dropout(IMAGE_DROPOUT)(keras.layers.BatchNormalization()(x))
     x = keras.layers.Dense(FUSION_UNITS, activation="relu")(x)
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name=f"plain_{name}")
     spec = get_backbone_spec(name)

@@ -12,7 +12,8 @@ import keras
 
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.models.backbones import REGISTRY, BackboneSpec, build_backbone, get_backbone_spec, normalize_images
-from osteo_tf.models.heads import covariate_encoder, covariate_input, fusion_head, image_features, single_head
+from osteo_tf.models.heads import (balanced_covariates, balanced_image, covariate_encoder, covariate_input, fusion_head,
+                                   image_features, single_head)
 from osteo_tf.models.layers import CovariateWithholding
 from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES, uses_covariates, uses_images
 
@@ -71,12 +72,16 @@ def build_model(
         image_net = build_backbone(backbone, image_size, weights)
         inputs["image"] = _named_input(image_net, "image")
         image = image_features(image_net.output)
+        if mode == "ensemble":  # created before the covariate layers: the seeded initialisation depends on the order
+            image = balanced_image(image)
     if uses_covariates(mode):
         inputs["covariates"] = covariate_input(covariate_dim)
         x = inputs["covariates"]
         if covariate_withholding and covariate_withholding.get("rate", 0) > 0:
             x = CovariateWithholding(**covariate_withholding, name="covariate_withholding")(x)
         covariates = covariate_encoder(x)
+        if mode == "ensemble":
+            covariates = balanced_covariates(covariates)
     if mode == "ensemble":
         outputs = fusion_head(image, covariates, fusion, aux=aux_outputs)
         outputs = outputs if aux_outputs else outputs["probability"]

@@ -1,8 +1,11 @@
 """Task heads and fusion designs, built on tensors (not nested models) so the graph stays flat.
 
 The papers' ensemble (DESIGN.md): CNN features reshaped to 1-D, the covariates through a
-two-layer perceptron, ``Concatenate``, fully connected layer(s), the probability. What the
-papers leave open, and this module fixes (each measured, see README *Fusion*):
+two-layer perceptron, ``Concatenate``, fully connected layer(s), the probability; the
+image-only and covariates-only models are the same without the other branch
+(:func:`single_head`, exactly the papers'). What the papers leave open about joining the two
+branches, and :func:`balanced_image` / :func:`balanced_covariates` fix in every ensemble
+(measured, README *Fusion*):
 
 - **Each branch is normalised before it meets the other** (``BatchNormalization`` on the
   pooled image features and on the perceptron's output). Mean-normalised covariates are
@@ -48,26 +51,37 @@ COVARIATE_UNITS = (32, 32)
 FUSION_UNITS = 64
 IMAGE_DROPOUT = 0.5
 COVARIATE_LR_MULTIPLIER = 10.0
-FILM_INIT = keras.initializers.RandomNormal(stddev=0.01)  # starts near the identity modulation
+FILM_INIT_STDDEV = 0.01  # FiLM starts near the identity modulation
 
 
 def covariate_input(covariate_dim: int) -> keras.KerasTensor:
     return keras.Input(shape=(covariate_dim,), name="covariates")
 
 
-def image_features(feature_map, dropout: float = IMAGE_DROPOUT):
-    """(batch, h, w, channels) last feature map → (batch, channels): pooled, normalised, dropped out."""
-    x = layers.GlobalAveragePooling2D(name="image_features")(feature_map)
-    x = layers.BatchNormalization(name="image_norm")(x)
-    return layers.Dropout(dropout, name="image_dropout")(x) if dropout else x
+def image_features(feature_map):
+    """(batch, h, w, channels) last feature map → (batch, channels), global average pooled."""
+    return layers.GlobalAveragePooling2D(name="image_features")(feature_map)
 
 
 def covariate_encoder(covariates, units: tuple[int, ...] = COVARIATE_UNITS):
-    """(batch, covariate_dim) encoded covariates → (batch, units[-1]) normalised features."""
+    """(batch, covariate_dim) encoded covariates → (batch, units[-1]): the papers' perceptron."""
     x = covariates
     for index, width in enumerate(units, start=1):
         x = layers.Dense(width, activation="relu", kernel_initializer="he_normal", name=f"covariate_dense{index}")(x)
-    return layers.BatchNormalization(name="covariate_norm")(x)
+    return x
+
+
+def balanced_image(image, dropout: float = IMAGE_DROPOUT):
+    """An ensemble's (batch, C) pooled image features, batch-normalised, then dropout."""
+    image = layers.BatchNormalization(name="image_norm")(image)
+    return layers.Dropout(dropout, name="image_dropout")(image) if dropout else image
+
+
+def balanced_covariates(covariates):
+    """An ensemble's (batch, k) perceptron features, batch-normalised, trained at
+    COVARIATE_LR_MULTIPLIER × the learning rate (same shape out)."""
+    covariates = layers.BatchNormalization(name="covariate_norm")(covariates)
+    return GradientScale(COVARIATE_LR_MULTIPLIER, name="covariate_lr_scale")(covariates)
 
 
 def _probability(x, name: str = "probability"):
@@ -80,13 +94,13 @@ def single_head(features, units: int = FUSION_UNITS):
 
 
 def fusion_head(image, covariates, fusion: str = "concat", aux: bool = False, units: int = FUSION_UNITS):
-    """Joins (batch, C) image and (batch, k) covariate features by ``fusion``.
+    """Joins an ensemble's (batch, C) image and (batch, k) covariate features, as
+    :func:`balanced_image` and :func:`balanced_covariates` return them, by ``fusion``.
 
     Returns a dict of (batch, 1) float32 probabilities: ``"probability"``, and with ``aux``
     also ``"aux_image"`` and ``"aux_covariates"`` (each branch's own).
     """
     outputs = {}
-    covariates = GradientScale(COVARIATE_LR_MULTIPLIER, name="covariate_lr_scale")(covariates)
     if fusion == "concat":
         x = layers.Concatenate(name="fusion")([image, covariates])
         outputs["probability"] = _probability(layers.Dense(units, activation="relu", name="fusion_dense")(x))
@@ -102,8 +116,11 @@ def fusion_head(image, covariates, fusion: str = "concat", aux: bool = False, un
             return outputs
     elif fusion == "film":
         channels = image.shape[-1]
-        scale = layers.Dense(channels, kernel_initializer=FILM_INIT, bias_initializer="ones", name="film_scale")(covariates)
-        shift = layers.Dense(channels, kernel_initializer=FILM_INIT, name="film_shift")(covariates)
+        # initialisers made here, not at import, so that keras.utils.set_random_seed seeds them
+        small = keras.initializers.RandomNormal(stddev=FILM_INIT_STDDEV)
+        scale = layers.Dense(channels, kernel_initializer=small, bias_initializer="ones", name="film_scale")(covariates)
+        shift = layers.Dense(channels, kernel_initializer=keras.initializers.RandomNormal(stddev=FILM_INIT_STDDEV),
+                             name="film_shift")(covariates)
         x = layers.Add(name="fusion")([layers.Multiply(name="film_modulate")([image, scale]), shift])
         outputs["probability"] = _probability(layers.Dense(units, activation="relu", name="fusion_dense")(x))
     else:

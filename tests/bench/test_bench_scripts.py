@@ -73,3 +73,15 @@ def test_phantom_smoke():
     assert result["bench"] == "phantom" and (config["size"], config["n"]) == (32, 10)
     assert {"phantom_s", "png_reference_s", "ratio", "phantom_images_per_s"} <= set(config)
     assert run("phantom.py", "--configs", "32:5").returncode == 2  # fewer than 10 subjects: usage error
+
+
+def test_fusion_balance_shows_the_project_head_balancing_the_branches():
+    result = one_json_line(run("fusion_balance.py", "--configs", "resnet18:32", "--n", "8"))
+    assert result["bench"] == "fusion_balance"
+    literal, project = result["configs"]["resnet18:32"]["literal"], result["configs"]["resnet18:32"]["project"]
+    # The papers' literal head: the perceptron's features far smaller than the pooled image features.
+    assert literal["covariate_abs_mean"] < 0.3 * literal["image_abs_mean"]
+    # The project's head: both branches batch-normalised, the covariate branch moving faster for its size.
+    assert 0.5 < project["covariate_abs_mean"] / project["image_abs_mean"] < 2.0
+    assert project["relative_grad_ratio"] < literal["relative_grad_ratio"]
+    assert run("fusion_balance.py", "--configs", "resnet18").returncode == 2  # no size: usage error

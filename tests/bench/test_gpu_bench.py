@@ -22,10 +22,12 @@ def load_bench():
 
 gpu = load_bench()
 
-# Measured (bench/gpu.py --params-only, Keras 3.15.1 on JAX and torchvision 0.29.1): the
-# ensemble model's trainable parameters, identical in both frameworks, covariate_dim 6.
-ENSEMBLE_PARAMS = {"efficientnet_b3": 10_797_993, "resnet50": 23_642_561, "resnet18": 11_212_737,
-                   "googlenet": 5_668_897}
+# The ensemble model's trainable parameters, covariate_dim 6. Measured identical in both
+# frameworks by bench/gpu.py --params-only (Keras 3.15.1 on JAX, torchvision 0.29.1) for the
+# first wave's head; the second wave's head adds the two branches' batch norms (γ, β):
+# 2 × channels + 2 × 32 (the Keras count of resnet18 is checked below on this machine).
+ENSEMBLE_PARAMS = {"efficientnet_b3": 10_797_993 + 2 * 1536 + 64, "resnet50": 23_642_561 + 2 * 2048 + 64,
+                   "resnet18": 11_212_737 + 2 * 512 + 64, "googlenet": 5_668_897 + 2 * 1024 + 64}
 
 
 def worker_result(img, trainable=1000, **extra):
