@@ -20,6 +20,7 @@ from scipy.special import expit, logit
 
 from osteo_tf.evaluation.metrics import binary_metrics
 from osteo_tf.evaluation.stats import compare, describe
+from osteo_tf.vocabulary import MODEL_ORDER
 
 NAIVE_LATE = "naive_late_fusion"
 NAIVE_LATE_NAME = "Naive late fusion (reference)"
@@ -92,7 +93,10 @@ def fusion_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
         part = table[table["backbone"] == backbone]
         image = part[part["mode"] == "image_only"].set_index(key)[metric]
         naive = part[part["mode"] == NAIVE_LATE].set_index(key)[metric]
-        models = [m for m in dict.fromkeys(part["mode"]) if m.startswith("ensemble")] + ([NAIVE_LATE] if len(naive) else [])
+        present = set(part["mode"])
+        models = [m for m in MODEL_ORDER if m in present and m.startswith("ensemble")]
+        models += sorted(m for m in present if m.startswith("ensemble") and m not in MODEL_ORDER)
+        models += [NAIVE_LATE] if len(naive) else []
         for model in models:
             values = part[part["mode"] == model].set_index(key)[metric]
             shared = values.index.intersection(image.index)
