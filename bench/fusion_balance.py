@@ -95,13 +95,15 @@ def measure(model, inputs: dict, labels, image_dim: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=DEFAULT, help=f"BACKBONE:SIZE,... (default {DEFAULT})")
-    parser.add_argument("--n", type=int, default=16, help="phantom subjects in the batch (default 16)")
+    parser.add_argument("--n", type=int, default=16, help="phantom subjects in the batch (default 16, at least 10)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         configs = [(name, int(size)) for name, size in (item.split(":") for item in args.configs.split(","))]
     except ValueError:
         parser.error(f"--configs must be BACKBONE:SIZE,..., got {args.configs!r}")
+    if args.n < 10:
+        parser.error(f"--n must be at least 10 (the phantom's minimum), got {args.n}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np

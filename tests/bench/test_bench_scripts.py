@@ -76,7 +76,7 @@ def test_phantom_smoke():
 
 
 def test_fusion_balance_shows_the_project_head_balancing_the_branches():
-    result = one_json_line(run("fusion_balance.py", "--configs", "resnet18:32", "--n", "8"))
+    result = one_json_line(run("fusion_balance.py", "--configs", "resnet18:32", "--n", "10"))
     assert result["bench"] == "fusion_balance"
     literal, project = result["configs"]["resnet18:32"]["literal"], result["configs"]["resnet18:32"]["project"]
     # The papers' literal head: the perceptron's features far smaller than the pooled image features.
@@ -85,3 +85,4 @@ def test_fusion_balance_shows_the_project_head_balancing_the_branches():
     assert 0.5 < project["covariate_abs_mean"] / project["image_abs_mean"] < 2.0
     assert project["relative_grad_ratio"] < literal["relative_grad_ratio"]
     assert run("fusion_balance.py", "--configs", "resnet18").returncode == 2  # no size: usage error
+    assert run("fusion_balance.py", "--n", "8").returncode == 2  # below the phantom minimum
