@@ -207,3 +207,16 @@ def test_evaluate_without_a_covariate_needs_a_model_that_can_do_without_it(runs)
         evaluate(runs["concat"].path, without=("bmi",))
     with pytest.raises(OsteoInputError, match="'smoking' is not a covariate"):
         evaluate(runs["late_aux_withheld"].path, without=("smoking",))
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "googlenet", "efficientnet_b0"])
+def test_every_fusion_builds_and_predicts_on_each_backbone_family(backbone):
+    spec = get_backbone_spec(backbone)
+    size = max(SIZE, spec.min_image_size)
+    inputs = {"image": np.random.rand(2, size, size, 3).astype("float32") * 255, "covariates": np.ones((2, 6), "float32")}
+    for fusion in ("concat", "late", "film"):
+        model = build_model(backbone, "ensemble", size, 6, fusion=fusion)
+        assert model.get_layer(spec.feature_layer).output.shape[-1] == spec.feature_channels
+        out = model.predict(inputs, verbose=0)
+        assert out.shape == (2, 1) and np.isfinite(out).all()
+        keras.utils.clear_session()
