@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.vocabulary import FUSIONS, MODES
+from osteo_tf.vocabulary import DEFAULT_INFORMATION, FUSIONS, MODES, PHANTOM_INFORMATION
 
 
 def _quiet_tensorflow() -> None:
@@ -394,7 +394,7 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument("--informative-region", choices=("bone", "head_neck"), default="bone",
                        help="where the T-score shows and what the masks mark: the whole bone, or (hip) only the "
                             "femoral head and neck's trabecular pattern, for Grad-CAM localisation checks")
-    synth.add_argument("--information", choices=("image_led", "balanced"), default="image_led",
+    synth.add_argument("--information", choices=PHANTOM_INFORMATION, default=DEFAULT_INFORMATION,
                        help="the label's information split: image_led (default: the image is the stronger input) or "
                             "balanced (image and covariates about equally informative); cohort.json records the split")
     synth.set_defaults(handler=cmd_synth)

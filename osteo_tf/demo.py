@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.evaluation.delong import delong_ci, delong_test
+from osteo_tf.evaluation.fusion import naive_late_probability
 from osteo_tf.evaluation.metrics import METRIC_NAMES, plot_roc
 from osteo_tf.io import read_json, write_csv, write_json
 from osteo_tf.training.config import TrainConfig
@@ -104,10 +104,8 @@ def run_demo(out: str | Path = "demo_out", settings: DemoSettings = DemoSettings
 
 def compare_models(curves: dict[str, tuple]) -> dict:
     """AUC CIs, DeLong ensemble vs image-only and naive late fusion from the test (labels, probabilities)."""
-    from scipy.special import logit
-
     labels = curves["ensemble"][0]
-    naive = sum(logit(np.clip(curves[m][1], 1e-7, 1 - 1e-7)) for m in ("image_only", "covariates_only"))
+    naive = naive_late_probability(curves["image_only"][1], curves["covariates_only"][1])
     return {
         "auc_ci": {mode: list(delong_ci(y, p)) for mode, (y, p) in curves.items()},
         "ensemble_vs_image_only": delong_test(labels, curves["ensemble"][1], curves["image_only"][1]).to_dict(),

@@ -8,6 +8,11 @@ from __future__ import annotations
 MODES = ("image_only", "ensemble", "covariates_only")
 FUSIONS = ("concat", "late", "film")  # see osteo_tf.models.heads
 DEFAULT_FUSION = "concat"  # the papers' design
+PHANTOM_INFORMATION = ("image_led", "balanced")  # see osteo_tf.data.synthetic.INFORMATION_SIGMA
+DEFAULT_INFORMATION = "image_led"
+# A model trained with auxiliary losses: its outputs, and the validation loss that picks its epoch.
+OUTPUTS_WITH_AUX = ("probability", "aux_image", "aux_covariates")
+PROBABILITY_VAL_LOSS = "val_probability_loss"
 
 
 def uses_images(mode: str) -> bool:

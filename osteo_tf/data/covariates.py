@@ -159,11 +159,9 @@ class CovariateEncoder:
         the values they take when it is missing — the layout
         :class:`osteo_tf.models.layers.CovariateWithholding` needs."""
         names, groups = self.feature_names, []
+        valid_row = {c: [self.fill.get(c, _any_value(self, c))] for c in self.columns}
         for name in self.imputed:
-            missing_row = pd.DataFrame({c: [self.fill[c] if c == name else self.fill.get(c, _any_value(self, c))]
-                                        for c in self.columns})
-            missing_row[name] = [None]
-            encoded = self.transform(missing_row)[0]
+            encoded = self.transform(pd.DataFrame({**valid_row, name: [None]}))[0]
             features = [i for i, feature in enumerate(names)
                         if feature == name or feature.startswith(f"{name}=") or feature == f"{name}_missing"]
             groups.append({"features": features, "values": [float(encoded[i]) for i in features]})

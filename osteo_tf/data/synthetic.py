@@ -74,6 +74,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import expit, ndtr, ndtri
 
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.vocabulary import DEFAULT_INFORMATION, PHANTOM_INFORMATION
 
 KINDS = ("hip", "dental")
 T_SCORE_THRESHOLD = -2.5
@@ -82,7 +83,7 @@ SIGMA_BIO = 1.2  # SD of the bone_quality deviation from the T-score (T-score un
 # "image_led" (default): the image is the stronger input, as in both papers. "balanced": the
 # image's latent alone reaches about what the covariates reach (logistic AUC ~0.79 vs ~0.80 on
 # the hip phantom), and both together ~0.88 — fusion has something clear to find.
-INFORMATION_SIGMA = {"image_led": SIGMA_BIO, "balanced": 2.0}
+INFORMATION_SIGMA = dict(zip(PHANTOM_INFORMATION, (SIGMA_BIO, 2.0)))
 
 # Class-wise distributions. "normal": (mean, sd, min, max) of a truncated normal;
 # "female" / "hip_fracture_history": Bernoulli probabilities.
@@ -593,7 +594,7 @@ def information_split(kind: str, subjects: pd.DataFrame, driver: str = "bone_qua
 
 
 def _cohort_params(kind: str, n: int, seed: int, image_size: int, labels: np.ndarray, region: str,
-                   information: str = "image_led") -> dict:
+                   information: str = DEFAULT_INFORMATION) -> dict:
     """Everything needed to describe (and regenerate) the cohort, JSON-serialisable."""
     table = COHORT_TABLES[kind]
     dists = {
@@ -631,7 +632,7 @@ def _cohort_params(kind: str, n: int, seed: int, image_size: int, labels: np.nda
 
 def make_cohort(
     kind: str, n: int, out_dir: str | Path, seed: int = 0, image_size: int = 128,
-    informative_region: str = "bone", information: str = "image_led",
+    informative_region: str = "bone", information: str = DEFAULT_INFORMATION,
 ) -> Path:
     """Write a synthetic phantom cohort under ``out_dir``; return the manifest's path.
 
@@ -647,7 +648,7 @@ def make_cohort(
     _check_args(kind, n, image_size, seed, informative_region)
     if information not in INFORMATION_SIGMA:
         raise OsteoInputError(f"information must be one of {tuple(INFORMATION_SIGMA)}, got {information!r}")
-    if informative_region == "head_neck" and information != "image_led":
+    if informative_region == "head_neck" and information != DEFAULT_INFORMATION:
         raise OsteoInputError("information applies to the 'bone' phantom; the head_neck variant renders the "
                               "T-score itself (no sigma_bio): leave information at image_led")
     render = RENDERERS[kind, informative_region]

@@ -49,10 +49,9 @@ def naive_late_fusion(results: pd.DataFrame) -> pd.DataFrame:
         by_image = {p["image"]: p for p in other.test_predictions}
         if set(by_image) != {p["image"] for p in image.test_predictions}:
             continue
-        predictions = []
-        for p in image.test_predictions:
-            z = _logit(p["probability"]) + _logit(by_image[p["image"]]["probability"])
-            predictions.append({**p, "probability": float(expit(z))})
+        fused = naive_late_probability([p["probability"] for p in image.test_predictions],
+                                       [by_image[p["image"]]["probability"] for p in image.test_predictions])
+        predictions = [{**p, "probability": float(q)} for p, q in zip(image.test_predictions, fused)]
         labels = [p["label"] for p in predictions]
         metrics = binary_metrics(labels, [p["probability"] for p in predictions], 0.5)
         row = {c: getattr(image, c) for c in results.columns if c not in metrics and hasattr(image, c)}
@@ -64,8 +63,13 @@ def naive_late_fusion(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=results.columns) if rows else results.iloc[0:0].copy()
 
 
-def _logit(probability: float) -> float:
-    return float(logit(np.clip(probability, _EPS, 1 - _EPS)))
+def naive_late_probability(image, covariates) -> np.ndarray:
+    """(n,) probabilities of the image-only and covariates-only models of the same cases → (n,)
+    probabilities of their summed logits (clipped to [1e-7, 1 − 1e-7] first)."""
+    def clipped_logit(p):
+        return logit(np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS))
+
+    return expit(clipped_logit(image) + clipped_logit(covariates))
 
 
 def fusion_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:

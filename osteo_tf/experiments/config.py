@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES
+from osteo_tf.vocabulary import DEFAULT_FUSION, DEFAULT_INFORMATION, FUSIONS, MODES, PHANTOM_INFORMATION
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # package data: osteo_tf/configs/*.yaml
 CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
@@ -63,7 +63,7 @@ class PhantomSpec:
     n: int = 500
     image_size: int = 48
     seed: int = 0
-    information: str = "image_led"  # or "balanced" (osteo_tf.data.synthetic.INFORMATION_SIGMA)
+    information: str = DEFAULT_INFORMATION  # or "balanced" (osteo_tf.data.synthetic.INFORMATION_SIGMA)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class ExperimentConfig:
         cohort: dict[str, Any] = {}
         if self.phantom is not None:
             cohort["phantom"] = dataclasses.asdict(self.phantom)
-            if self.phantom.information == "image_led":  # the default is left out: older experiments keep their hash
+            if self.phantom.information == DEFAULT_INFORMATION:  # the default is left out: older experiments keep their hash
                 del cohort["phantom"]["information"]
         if self.manifest is not None:
             cohort["manifest"] = self.manifest
@@ -314,10 +314,8 @@ def _cohort(value: Any, where: str, base: Path) -> tuple[str | None, dict | None
         _int(phantom.n, f"{where}cohort.phantom.n", 10)
         _int(phantom.image_size, f"{where}cohort.phantom.image_size", 32)
         _int(phantom.seed, f"{where}cohort.phantom.seed", 0)
-        from osteo_tf.data.synthetic import INFORMATION_SIGMA
-
-        if phantom.information not in INFORMATION_SIGMA:
-            raise OsteoInputError(f"{where}cohort.phantom.information must be one of {', '.join(INFORMATION_SIGMA)}, "
+        if phantom.information not in PHANTOM_INFORMATION:
+            raise OsteoInputError(f"{where}cohort.phantom.information must be one of {', '.join(PHANTOM_INFORMATION)}, "
                                   f"got {phantom.information!r}")
         return None, manifest_config, phantom
     if value.get("manifest") is None:

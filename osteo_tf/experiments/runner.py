@@ -40,7 +40,7 @@ from osteo_tf.errors import OsteoInputError
 from osteo_tf.experiments.config import ExperimentConfig, parse_experiment
 from osteo_tf.experiments.results import fit_id, read_records, read_results, record_path  # noqa: F401 (re-export)
 from osteo_tf.io import atomic_path, read_json, write_json
-from osteo_tf.vocabulary import DEFAULT_FUSION, model_label
+from osteo_tf.vocabulary import DEFAULT_FUSION, PROBABILITY_VAL_LOSS, model_label
 
 NO_BACKBONE = "none"
 
@@ -300,7 +300,7 @@ def make_record(config: ExperimentConfig, out: Path, fit: Fit) -> dict:
     predictions = pd.read_csv(run / "predictions.csv")
     test = predictions[predictions["split"] == "test"]
     history = pd.read_csv(run / "history.csv").drop_duplicates("epoch", keep="last")
-    monitored = "val_probability_loss" if "val_probability_loss" in history else "val_loss"  # see train.monitored_loss
+    monitored = PROBABILITY_VAL_LOSS if PROBABILITY_VAL_LOSS in history else "val_loss"  # see train.monitored_loss
     best = int(history[monitored].to_numpy().argmin()) + 1 if len(history) else 0
     return {
         "fit_id": fit.fit_id, "config_hash": config.hash(), "experiment": config.name, "backbone": fit.backbone,

@@ -15,12 +15,10 @@ from osteo_tf.models.backbones import REGISTRY, BackboneSpec, build_backbone, ge
 from osteo_tf.models.heads import (balanced_covariates, balanced_image, covariate_encoder, covariate_input, fusion_head,
                                    image_features, single_head)
 from osteo_tf.models.layers import CovariateWithholding
-from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES, uses_covariates, uses_images
-
-AUX_OUTPUTS = ("aux_image", "aux_covariates")
+from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES, OUTPUTS_WITH_AUX, model_label, uses_covariates, uses_images
 
 __all__ = [
-    "AUX_OUTPUTS", "FUSIONS", "MODES", "REGISTRY", "BackboneSpec", "build_backbone", "build_model", "get_backbone_spec",
+    "OUTPUTS_WITH_AUX", "FUSIONS", "MODES", "REGISTRY", "BackboneSpec", "build_backbone", "build_model", "get_backbone_spec",
     "inference_model", "normalize_images", "uses_images", "uses_covariates",
 ]
 
@@ -85,10 +83,9 @@ def build_model(
     if mode == "ensemble":
         outputs = fusion_head(image, covariates, fusion, aux=aux_outputs)
         outputs = outputs if aux_outputs else outputs["probability"]
-        name = f"{backbone}_{mode}" if fusion == DEFAULT_FUSION else f"{backbone}_{mode}_{fusion}"
     else:
         outputs = single_head(image if image is not None else covariates)
-        name = f"{backbone}_{mode}" if uses_images(mode) else mode
+    name = f"{backbone}_{model_label(mode, fusion)}" if uses_images(mode) else mode
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 

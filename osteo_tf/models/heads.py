@@ -84,6 +84,13 @@ def balanced_covariates(covariates):
     return GradientScale(COVARIATE_LR_MULTIPLIER, name="covariate_lr_scale")(covariates)
 
 
+def _film_init() -> keras.initializers.Initializer:
+    """A fresh small-normal initialiser per layer, made at build time: one made at import would
+    be seeded before ``keras.utils.set_random_seed``, and one shared by two layers gives both the
+    same values."""
+    return keras.initializers.RandomNormal(stddev=FILM_INIT_STDDEV)
+
+
 def _probability(x, name: str = "probability"):
     return layers.Dense(1, activation="sigmoid", dtype="float32", name=name)(x)
 
@@ -116,11 +123,8 @@ def fusion_head(image, covariates, fusion: str = "concat", aux: bool = False, un
             return outputs
     elif fusion == "film":
         channels = image.shape[-1]
-        # initialisers made here, not at import, so that keras.utils.set_random_seed seeds them
-        small = keras.initializers.RandomNormal(stddev=FILM_INIT_STDDEV)
-        scale = layers.Dense(channels, kernel_initializer=small, bias_initializer="ones", name="film_scale")(covariates)
-        shift = layers.Dense(channels, kernel_initializer=keras.initializers.RandomNormal(stddev=FILM_INIT_STDDEV),
-                             name="film_shift")(covariates)
+        scale = layers.Dense(channels, kernel_initializer=_film_init(), bias_initializer="ones", name="film_scale")(covariates)
+        shift = layers.Dense(channels, kernel_initializer=_film_init(), name="film_shift")(covariates)
         x = layers.Add(name="fusion")([layers.Multiply(name="film_modulate")([image, scale]), shift])
         outputs["probability"] = _probability(layers.Dense(units, activation="relu", name="fusion_dense")(x))
     else:

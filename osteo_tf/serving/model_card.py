@@ -19,6 +19,7 @@ from osteo_tf.evaluation.threshold import threshold_record
 from osteo_tf.io import read_json
 from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
 from osteo_tf.training.run_dir import RunDir
+from osteo_tf.vocabulary import DEFAULT_FUSION
 
 INTENDED_USE = (
     "Research use: estimates the probability of osteoporosis (DXA T-score <= -2.5) from a radiograph "
@@ -106,7 +107,7 @@ def _fusion(train: dict, mode: str) -> dict | None:
     """How the ensemble joins its inputs (None for a single-input model)."""
     if mode != "ensemble":
         return None
-    return {"design": train.get("fusion", "concat"), "aux_loss_weight": train.get("aux_loss_weight", 0.0),
+    return {"design": train.get("fusion", DEFAULT_FUSION), "aux_loss_weight": train.get("aux_loss_weight", 0.0),
             "covariate_dropout": train.get("covariate_dropout", 0.0)}
 
 

@@ -29,11 +29,12 @@ from osteo_tf.data.splits import random_split, splits_table
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
 from osteo_tf.io import atomic_path, write_csv, write_json
-from osteo_tf.models import AUX_OUTPUTS, build_model, get_backbone_spec, inference_model, uses_covariates, uses_images
+from osteo_tf.models import OUTPUTS_WITH_AUX, build_model, get_backbone_spec, inference_model, uses_covariates, uses_images
 from osteo_tf.training.callbacks import AtomicBestCheckpoint, AtomicHistory
 from osteo_tf.training.config import RESULT_NEUTRAL_OPTIONS, TrainConfig
 from osteo_tf.training.hardware import distribution_strategy, dtype_policy, resolve_runtime
 from osteo_tf.training.run_dir import RunDir
+from osteo_tf.vocabulary import PROBABILITY_VAL_LOSS
 
 CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
 
@@ -111,7 +112,7 @@ def monitored_loss(config: TrainConfig) -> str:
     """The validation loss that early stopping and the best checkpoint follow: the probability's
     own (``val_probability_loss``) when auxiliary losses are added, so the auxiliary heads
     never choose the epoch of the model that is kept."""
-    return "val_probability_loss" if config.uses_aux_loss else "val_loss"
+    return PROBABILITY_VAL_LOSS if config.uses_aux_loss else "val_loss"
 
 
 def callbacks(run: RunDir, config: TrainConfig) -> list[keras.callbacks.Callback]:
@@ -141,9 +142,8 @@ def compile_model(model: keras.Model, config: TrainConfig, jit: bool = False) ->
     )
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     if isinstance(model.output, dict):
-        names = ("probability", *AUX_OUTPUTS)
-        model.compile(optimizer=optimizer, jit_compile=jit, loss={n: "binary_crossentropy" for n in names},
-                      loss_weights={n: 1.0 if n == "probability" else config.aux_loss_weight for n in names},
+        model.compile(optimizer=optimizer, jit_compile=jit, loss={n: "binary_crossentropy" for n in OUTPUTS_WITH_AUX},
+                      loss_weights={n: 1.0 if n == "probability" else config.aux_loss_weight for n in OUTPUTS_WITH_AUX},
                       metrics={"probability": metrics})
     else:
         model.compile(optimizer=optimizer, loss="binary_crossentropy", jit_compile=jit, metrics=metrics)
@@ -152,7 +152,7 @@ def compile_model(model: keras.Model, config: TrainConfig, jit: bool = False) ->
 
 def aux_targets(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """(inputs, label) batches → (inputs, {output: label}) for a model with auxiliary outputs."""
-    return dataset.map(lambda x, y: (x, {name: y for name in ("probability", *AUX_OUTPUTS)}))
+    return dataset.map(lambda x, y: (x, {name: y for name in OUTPUTS_WITH_AUX}))
 
 
 def predict_rows(model: keras.Model, cohort: pd.DataFrame, covariates: np.ndarray | None, config: TrainConfig) -> np.ndarray:

@@ -16,7 +16,7 @@ from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.explain.gradcam import gradcam
 from osteo_tf.io import read_json
-from osteo_tf.models import AUX_OUTPUTS, build_model, get_backbone_spec, inference_model, normalize_images
+from osteo_tf.models import OUTPUTS_WITH_AUX, build_model, get_backbone_spec, inference_model, normalize_images
 from osteo_tf.models.layers import CovariateWithholding
 from osteo_tf.serving.archive import export_run
 from osteo_tf.training.config import TrainConfig
@@ -77,12 +77,12 @@ def test_the_covariates_reach_the_output_in_every_fusion():
 
 def test_aux_outputs_and_the_inference_model_share_weights():
     model = build_model("resnet18", "ensemble", SIZE, 6, fusion="concat", aux_outputs=True)
-    assert set(model.output) == {"probability", *AUX_OUTPUTS}
+    assert set(model.output) == set(OUTPUTS_WITH_AUX) == {"probability", "aux_image", "aux_covariates"}
     single = inference_model(model)
     inputs = {"image": np.random.rand(2, SIZE, SIZE, 3).astype("float32"), "covariates": np.ones((2, 6), "float32")}
     np.testing.assert_allclose(single.predict(inputs, verbose=0), model.predict(inputs, verbose=0)["probability"],
                                rtol=1e-6)
-    assert not any(layer.name in AUX_OUTPUTS for layer in single.layers)
+    assert not any(layer.name in ("aux_image", "aux_covariates") for layer in single.layers)
     with pytest.raises(OsteoInputError, match="two branches"):
         build_model("resnet18", "image_only", SIZE, 0, aux_outputs=True)
     with pytest.raises(OsteoInputError, match="unknown fusion 'sum'"):
