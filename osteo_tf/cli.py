@@ -1,8 +1,9 @@
 """``osteo`` command line: parses arguments and calls the library; nothing else lives here.
 
 TensorFlow is imported only inside the commands that need it, so ``osteo --help`` and the
-data commands answer at once. A user mistake (:class:`OsteoInputError`) prints its message
-and exits 2 without a traceback.
+data commands answer at once; TensorFlow's start-up lines are filtered out (:mod:`osteo_tf.console`).
+A user mistake (:class:`OsteoInputError`) prints its message and exits 2 without a traceback; a
+closed stdout pipe (``| head``) ends the command quietly (status 141, as after SIGPIPE).
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import os
 import sys
 from pathlib import Path
 
+from osteo_tf.console import quiet_libraries
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.vocabulary import DEFAULT_INFORMATION, FUSIONS, MODES, PHANTOM_INFORMATION
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+def _quiet_tensorflow(verbose: int = 0) -> None:
+    """TensorFlow imported without its start-up lines; ``--verbose 2`` keeps the libraries' logging."""
+    quiet_libraries(show=verbose >= 2)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    _quiet_tensorflow()
+    _quiet_tensorflow(args.verbose)
     from osteo_tf.demo import DemoSettings, run_demo
 
     settings = DemoSettings(**{k: v for k, v in vars(args).items() if k in DemoSettings.__dataclass_fields__ and v is not None})
@@ -30,7 +32,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    _quiet_tensorflow()
+    _quiet_tensorflow(args.verbose)
     from osteo_tf.data.manifest import ManifestConfig
     from osteo_tf.training.config import TrainConfig
     from osteo_tf.training.train import train
@@ -60,7 +62,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
-    _quiet_tensorflow()
+    _quiet_tensorflow(args.verbose)
     from osteo_tf.experiments.config import load_experiment
     from osteo_tf.experiments.runner import parse_shard, run_experiment
 
@@ -223,26 +225,19 @@ def cmd_predict(args: argparse.Namespace) -> None:
         _quiet_tensorflow()
     from osteo_tf.serving.predict import predict_manifest
 
+    # Default: a local model's card holds the training run's manifest config (column names, sex codes, ROI size).
     result = predict_manifest(args.manifest, args.out, model=args.model, server=args.server, model_name=args.model_name,
-                              version=args.version, batch_size=args.batch_size)
+                              version=args.version, batch_size=args.batch_size, manifest_config=_manifest_config(args))
     print(f"wrote {len(result)} predictions ({int(result['label'].sum())} positive) to {args.out}")
 
 
 def _manifest_config(args: argparse.Namespace):
+    """The ManifestConfig of ``--manifest-config FILE`` (None without one); errors name the file and key."""
     from osteo_tf.data.manifest import ManifestConfig
 
     if not getattr(args, "manifest_config", None):
         return None
-    import yaml
-
-    path = Path(args.manifest_config)
-    if not path.is_file():
-        raise OsteoInputError(f"--manifest-config {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise OsteoInputError(f"--manifest-config {path} is not valid YAML: {error}") from None
-    return ManifestConfig.from_dict(values)
+    return ManifestConfig.from_yaml(args.manifest_config)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -367,6 +362,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--manifest", required=True, help="CSV with image paths and the covariates (no labels needed)")
     predict.add_argument("--out", required=True, help="CSV to write: image, patient_id, probability, label")
     predict.add_argument("--batch-size", type=int, default=32, help="instances per request (default 32)")
+    predict.add_argument("--manifest-config",
+                         help="YAML with column names / sex codes / ROI size (default with --model: the training "
+                              "run's, from the model card)")
     predict.set_defaults(handler=cmd_predict)
 
     explain = commands.add_parser("explain", help="Grad-CAM / Guided Grad-CAM figures for images scored by a finished run")
@@ -432,7 +430,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("osteo: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+    try:
+        sys.stdout.flush()  # a reader that went away (`| head`) shows here at the latest
+    except BrokenPipeError:
+        return _closed_pipe()
     return 0
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``osteo data check … | head -n 1``): stop quietly, as Unix
+    tools do, with the status of a process ended by SIGPIPE. stdout is pointed at /dev/null so
+    that Python's final flush does not report the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def broken_manifests(draw):
 
 def _write(folder: Path, header, rows, images, raw, cut) -> Path:
     for name in ("a.png", "b.png", "c.png", "d.png"):
-        Image.fromarray(np.full((8, 10), 90, np.uint8)).save(folder / name)
+        Image.fromarray(np.full((40, 50), 90, np.uint8)).save(folder / name)  # above min_image_size (32 px)
     for name, data in images.items():
         if data == b"TRUNCATE":
             data = (folder / name).read_bytes()[:cut]

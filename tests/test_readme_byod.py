@@ -23,30 +23,21 @@ def _section_blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", section, re.S)
 
 
-def _pacs_export(folder: Path) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
+def _pacs_export(folder: Path, write_dicom) -> None:
     rng = np.random.default_rng(0)
     (folder / "export").mkdir()
     clinical = []
     for i in range(4):
-        meta = FileMetaDataset()
-        meta.TransferSyntaxUID, meta.MediaStorageSOPClassUID = ExplicitVRLittleEndian, SecondaryCaptureImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds = Dataset()
-        ds.file_meta, ds.PatientID = meta, f"{1000 + i}"
-        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.set_pixel_data(rng.integers(0, 4096, (450, 300)).astype(np.uint16), "MONOCHROME1", 12)
-        ds.save_as(folder / "export" / f"IM{i:04d}", enforce_file_format=True)
+        write_dicom(folder / "export" / f"IM{i:04d}", rng.integers(0, 4096, (450, 300)).astype(np.uint16),
+                    "MONOCHROME1", 12, PatientID=f"{1000 + i}")
         clinical.append({"MRN": f"{1000 + i}", "Age": 60 + i, "Gender": i % 2, "Height": 160, "Weight": 60 + i,
                          "T_lowest": -3.0 + i, "foramen_x": 150, "foramen_y": 20})
     pd.DataFrame(clinical).to_csv(folder / "dxa.csv", index=False)
 
 
-def test_bring_your_own_data_walkthrough(tmp_path, monkeypatch, capsys):
+def test_bring_your_own_data_walkthrough(tmp_path, monkeypatch, capsys, write_dicom):
     (snippet,), (yaml_text,) = _section_blocks("python"), _section_blocks("yaml")
-    _pacs_export(tmp_path)
+    _pacs_export(tmp_path, write_dicom)
     monkeypatch.chdir(tmp_path)
     exec(compile(snippet, "README.md", "exec"), {})
     (tmp_path / "cols.yaml").write_text(yaml_text)

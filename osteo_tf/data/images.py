@@ -31,12 +31,16 @@ from PIL import Image
 from osteo_tf.errors import OsteoInputError
 
 __all__ = [
-    "SUPPORTED_FORMATS", "Intensity", "check_roi", "image_size", "is_dicom", "parse_intensity",
+    "MIN_IMAGE_SIZE", "SUPPORTED_FORMATS", "Intensity", "check_roi", "image_size", "is_dicom", "parse_intensity",
     "read_image", "to_unit_range", "verify_image",
 ]
 
 #: Pillow format names accepted (the data contract: PNG and TIFF; DICOM via pydicom).
 SUPPORTED_FORMATS: tuple[str, ...] = ("PNG", "TIFF")
+#: The models' smallest input side in pixels (``TrainConfig.image_size`` >= this), and the
+#: default smallest side of an image, or of its ROI crop, that a manifest may list
+#: (``ManifestConfig.min_image_size``).
+MIN_IMAGE_SIZE = 32
 
 _DICOM_SUFFIXES = (".dcm", ".dicom")
 # ITU-R BT.601 luma weights, the ones Pillow's convert("L") uses.

@@ -40,8 +40,9 @@ Augmentation (both papers): each training image, with probability 0.5, is rotate
 uniform angle in [−25°, +25°] (corners filled with black, as torchvision's default), flipped
 horizontally with p = 0.5 and vertically with p = 0.5, and its brightness and contrast are
 scaled by uniform factors in [0.95, 1.05] (torchvision ``ColorJitter`` semantics). Random
-numbers come from stateless ops seeded by (seed, epoch, element), so a seeded run
-augments identically every time.
+numbers come from stateless ops seeded by (seed, epoch, item), as does each epoch's
+shuffle (:func:`epoch_stream`), so a seeded run augments identically every time, and a
+resumed run as one never interrupted.
 """
 
 from __future__ import annotations
@@ -271,6 +272,50 @@ def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cond(uniform(0) < AUGMENT_PROBABILITY, transformed, lambda: image)
 
 
+def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
+    """The (2,) int64 stateless seed of one epoch: a function of (seed, epoch) only."""
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+
+
+def epoch_stream(dataset: tf.data.Dataset, size: int, seed: int, epoch: tf.Variable | None,
+                 augment_images: bool) -> tf.data.Dataset:
+    """The training order and augmentation of ``dataset``'s ``size`` examples, one epoch per iteration.
+
+    Each new iteration (Keras starts one per epoch) reads ``epoch`` (an int64 variable the
+    training loop sets, :class:`osteo_tf.training.callbacks.EpochClock`) and shuffles all
+    examples with a seed drawn from (seed, epoch); example i of the table is augmented with
+    ``fold_in((seed, epoch), i)``. So an epoch's batches are a function of (seed, epoch, item)
+    alone, not of how many epochs this process has iterated: a fit resumed at epoch 3 in a
+    new process sees epoch 3's batches (``tf.data``'s own ``reshuffle_each_iteration`` would
+    replay epoch 1's). ``epoch`` None: a private counter that starts at 0 and advances by one
+    per iteration (for callers outside ``fit``).
+    """
+    if epoch is None:
+        epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        current = lambda: epoch.assign_add(1)  # noqa: E731
+    else:
+        current = epoch.read_value
+    indexed = tf.data.Dataset.zip((tf.data.Dataset.range(size), dataset))
+
+    def one_epoch(_):
+        # The order's seed is a tensor; TF's get_seed compares (graph seed, op seed) with (0, 0)
+        # in Python, which fails for a tensor when the graph-level seed is 0 (tf.random.set_seed(0)).
+        # The graph-level seed adds nothing here (the tensor carries seed and epoch), so unset it.
+        tf.compat.v1.get_default_graph().seed = None
+        key = epoch_seed(seed, current())
+        order_seed = tf.random.stateless_uniform((), key, maxval=2**62, dtype=tf.int64)
+        shuffled = indexed.shuffle(size, seed=order_seed, reshuffle_each_iteration=False)
+        if not augment_images:
+            return shuffled.map(lambda i, example: example)
+        return shuffled.map(
+            lambda i, example: ({**example[0], "image": augment(
+                example[0]["image"], tf.random.experimental.stateless_fold_in(key, i))}, example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+
+    stream = tf.data.Dataset.range(1).flat_map(one_epoch)
+    return stream.apply(tf.data.experimental.assert_cardinality(size))
+
+
 def make_dataset(
     cohort: pd.DataFrame,
     covariates: np.ndarray | None,
@@ -282,6 +327,7 @@ def make_dataset(
     intensity: str | Intensity = "minmax",
     cache: str = "memory",
     cache_file: str | Path | None = None,
+    epoch: tf.Variable | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label)`` for the rows of ``cohort``.
 
@@ -293,6 +339,8 @@ def make_dataset(
     cache: where decoded images are kept between epochs, ``"memory"``, ``"disk"`` (needs
     ``cache_file``, a path prefix such as ``run/cache/train``; the file is
     ``<cache_file>-<cache_key>``, see :func:`prepare_disk_cache`) or ``"none"``.
+    epoch: training only, the int64 variable holding the epoch a new iteration is for
+    (:func:`epoch_stream`: order and augmentation are a function of (seed, epoch, item)).
     """
     check_cache(cache)
     if cache == "disk" and spec is not None and cache_file is None:
@@ -313,13 +361,7 @@ def make_dataset(
         raise ValueError("make_dataset needs images (spec) or covariates")
     dataset = tf.data.Dataset.zip((columns, tf.data.Dataset.from_tensor_slices(labels)))
     if training:
-        dataset = dataset.shuffle(len(cohort), seed=seed, reshuffle_each_iteration=True)
-        if spec is not None:
-            element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            dataset = tf.data.Dataset.zip((dataset, element_seeds)).map(
-                lambda example, s: ({**example[0], "image": augment(example[0]["image"], s)}, example[1]),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
+        dataset = epoch_stream(dataset, len(cohort), seed, epoch, augment_images=spec is not None)
     dataset = dataset.batch(batch_size)
     if spec is not None:
         dataset = dataset.map(lambda x, y: ({**x, "image": normalize_images(x["image"], spec)}, y),

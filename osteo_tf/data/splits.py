@@ -28,6 +28,55 @@ def patient_labels(cohort: pd.DataFrame) -> pd.Series:
     return cohort.groupby("patient_id", sort=True)["label"].max()
 
 
+def class_counts(labels) -> dict[int, int]:
+    """{1: osteoporosis rows, 0: non-osteoporosis rows} of a label array (0/1)."""
+    labels = np.asarray(labels)
+    return {1: int((labels == 1).sum()), 0: int((labels == 0).sum())}
+
+
+def describe_counts(counts: dict[int, int]) -> str:
+    """'3 osteoporosis and 0 non-osteoporosis rows' for :func:`class_counts`."""
+    return f"{counts[1]} osteoporosis and {counts[0]} non-osteoporosis rows"
+
+
+#: ``cohort.attrs`` keys that :func:`osteo_tf.training.train.load_cohort` sets for messages:
+#: the manifest ("manifest /path/cohort.csv") and its label columns in the user's names.
+SOURCE_ATTR, LABEL_FROM_ATTR = "osteo_source", "osteo_label_from"
+
+
+def require_both_classes(cohort: pd.DataFrame, source: str | None = None) -> None:
+    """Raises unless the ``label`` column of ``cohort`` holds both classes: training, early
+    stopping and the AUC are undefined on one class, so this is refused before any model is
+    built. The message names ``source`` (default: the manifest in ``cohort.attrs``) and the
+    columns the labels came from.
+    """
+    counts = class_counts(cohort["label"].to_numpy())
+    if min(counts.values()) == 0:
+        source = source or cohort.attrs.get(SOURCE_ATTR, "the cohort")
+        label_from = cohort.attrs.get(LABEL_FROM_ATTR, "column 'label' / 't_score'")
+        raise OsteoInputError(
+            f"{source} has one class only: {describe_counts(counts)} (labels from {label_from}); a model needs "
+            "subjects with and without osteoporosis to train, and the AUC needs both to be defined")
+
+
+def check_split_classes(cohort: pd.DataFrame, splits: dict[str, np.ndarray], where: str = "") -> None:
+    """Raises unless each of the train, val and test rows of ``splits`` holds both classes.
+
+    A validation part of one class makes early stopping follow a loss blind to the other
+    class; a test part of one class has no AUC. ``where`` names the split (e.g. "repeat 0,
+    fold 3") in the message, which gives the counts of every part.
+    """
+    labels = cohort["label"].to_numpy()
+    counts = {name: class_counts(labels[rows]) for name, rows in splits.items()}
+    bad = [name for name in SPLIT_NAMES if name in counts and min(counts[name].values()) == 0]
+    if bad:
+        parts = "; ".join(f"{name}: {describe_counts(counts[name])}" for name in SPLIT_NAMES if name in counts)
+        raise OsteoInputError(
+            f"the {' and '.join(bad)} part{'s' if len(bad) > 1 else ''} of the split{' ' + where if where else ''} "
+            f"{'have' if len(bad) > 1 else 'has'} one class only ({parts}); every part needs both classes: use a "
+            "larger cohort, or other split ratios / fewer folds")
+
+
 def random_split(
     cohort: pd.DataFrame, ratios: tuple[float, float, float] = (8, 1, 1), seed: int = 0
 ) -> dict[str, np.ndarray]:
@@ -38,6 +87,7 @@ def random_split(
     """
     if len(ratios) != 3 or min(ratios) <= 0:
         raise OsteoInputError(f"split ratios must be three positive numbers (train, val, test), got {ratios}")
+    require_both_classes(cohort)
     per_patient = patient_labels(cohort)
     counts = per_patient.value_counts().to_dict()
     total = float(sum(ratios))
@@ -58,7 +108,9 @@ def random_split(
         ) from None
     patient_split = {p: name for name, ps in zip(SPLIT_NAMES, (train, val, test)) for p in ps}
     assigned = cohort["patient_id"].map(patient_split).to_numpy()
-    return {name: np.flatnonzero(assigned == name) for name in SPLIT_NAMES}
+    splits = {name: np.flatnonzero(assigned == name) for name in SPLIT_NAMES}
+    check_split_classes(cohort, splits, f"{ratios[0]:g}:{ratios[1]:g}:{ratios[2]:g} (seed {seed})")
+    return splits
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -80,6 +132,7 @@ def kfold_splits(
     """
     if folds < 2 or len(val_ratio) != 2 or min(val_ratio) <= 0:
         raise OsteoInputError(f"k-fold needs folds >= 2 and val_ratio of two positive numbers, got {folds}, {val_ratio}")
+    require_both_classes(cohort)
     per_patient = patient_labels(cohort)
     counts = per_patient.value_counts().to_dict()
     if len(counts) < 2 or min(counts.values()) < folds:
@@ -95,6 +148,7 @@ def kfold_splits(
                                  np.random.default_rng(derive_seed(seed, repeat, fold)), fold)
         val_rows = np.flatnonzero(np.isin(groups, val))
         result.append({"train": np.setdiff1d(rest, val_rows), "val": val_rows, "test": np.sort(test)})
+        check_split_classes(cohort, result[-1], f"repeat {repeat}, fold {fold} of {folds}")
     return result
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from osteo_tf.data.covariates import CovariateEncoder
 from osteo_tf.data.manifest import ManifestConfig
-from osteo_tf.data.splits import splits_from_table
+from osteo_tf.data.splits import require_both_classes, splits_from_table
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import binary_metrics
 from osteo_tf.evaluation.threshold import run_threshold
@@ -60,6 +60,7 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
         name = split
     else:
         rows, name = cohort, f"external_{Path(manifest).stem}"
+        require_both_classes(rows)
         _refuse_other_source(run_dir.path / f"evaluation_{name}.json", Path(manifest))
         if config.allow_exclusions:  # the external rows left out, as the run's exclusions.csv
             write_csv(run_dir.path / f"evaluation_{name}_exclusions.csv", exclusions_of(cohort))

@@ -22,8 +22,15 @@
     train: {epochs: 100, patience: 20, batch_size: 16, image_size: null,
             learning_rate: null, weights: none, momentum: 0.9, weight_decay: 0, threshold: 0.5,
             aux_loss_weight: 0, covariate_dropout: 0,
+            deterministic: false,      # true: TensorFlow op determinism (as osteo train --deterministic)
             cache: memory,             # memory | disk (run/cache/) | none: not part of the hash
             precision: auto, jit: auto}  # float32 | mixed_float16 | mixed_bfloat16; true | false (jit: not hashed)
+
+Each ``train`` option is checked as :class:`osteo_tf.training.config.TrainConfig` checks it
+(integers are ints — 3.0 and true are refused —, numbers finite and in range, booleans YAML
+true/false), and a mistake names the file and key path: ``demo.yaml: train.epochs: 'two' is
+not an integer in [1, inf)``; so does one in ``cohort.manifest_config``
+(``demo.yaml: cohort.manifest_config.columns.age: …``).
 
 A config may name no cohort (the papers' configs): the cohort is then given at run time
 (``osteo experiment hip_2020 --manifest cohort.csv``). Every mistake raises
@@ -36,6 +43,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +51,7 @@ from typing import Any
 
 import yaml
 
+from osteo_tf.data.images import MIN_IMAGE_SIZE
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.vocabulary import DEFAULT_FUSION, DEFAULT_INFORMATION, FUSIONS, MODES, PHANTOM_INFORMATION
 
@@ -50,8 +59,8 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # package data:
 CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
 COVARIATE_ALIASES = {"hip": ("age", "bmi", "sex", "hip_fracture_history"), "dental": ("age", "bmi", "sex")}
 PHANTOM_COLUMNS = {"hip": CANONICAL_COVARIATES, "dental": ("age", "sex", "bmi")}
-TRAIN_KEYS = ("epochs", "patience", "batch_size", "image_size", "learning_rate", "weights",
-              "momentum", "weight_decay", "threshold", "aux_loss_weight", "covariate_dropout", "cache", "precision", "jit")
+TRAIN_KEYS = ("epochs", "patience", "batch_size", "image_size", "learning_rate", "weights", "momentum", "weight_decay",
+              "threshold", "aux_loss_weight", "covariate_dropout", "deterministic", "cache", "precision", "jit")
 TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "fusions", "covariates", "split", "train")
 
 
@@ -219,15 +228,33 @@ def parse_experiment(values: Any, source: str = "", base: Path | None = None) ->
     config = ExperimentConfig(
         name=name, backbones=backbones, modes=modes, covariates=covariates, split=_split(values.get("split"), where),
         train=_train(values.get("train"), where), seed=seed, manifest=manifest, manifest_config=manifest_config,
-        phantom=phantom, description=str(values.get("description") or "").strip(), source=source, fusions=fusions,
+        phantom=phantom, description=_description(values.get("description"), where), source=source, fusions=fusions,
     )
-    for backbone in backbones:  # every training option must make a valid TrainConfig
-        try:
-            config.train_config(backbone, modes[0], seed)
-        except OsteoInputError as error:
-            raise OsteoInputError(f"{where}'train': {error}") from None
+    _check_train_options(config, where)
     _check_covariates(config, where)
     return config
+
+
+def _check_train_options(config: ExperimentConfig, where: str) -> None:
+    """Every training option must make a valid TrainConfig; a bad one is named by its key path."""
+    from osteo_tf.training.config import TrainOptionError
+
+    for backbone in config.backbones:
+        try:  # seed 0: each fit's own seed is derived from the base seed (31-bit, always valid)
+            config.train_config(backbone, config.modes[0], 0)
+        except TrainOptionError as error:
+            key = f"train.{error.option}" if error.option in config.train else error.option
+            raise OsteoInputError(f"{where}{error.at(key)}") from None
+        except OsteoInputError as error:
+            raise OsteoInputError(f"{where}train: {error}") from None
+
+
+def _description(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise OsteoInputError(f"{where}'description' must be text, got {value!r}")
+    return value.strip()
 
 
 def _unknown(values: dict, known: tuple[str, ...], where: str, section: str) -> None:
@@ -245,7 +272,7 @@ def _int(value: Any, what: str, minimum: int) -> int:
 
 def _ratios(value: Any, count: int, what: str) -> tuple[float, ...]:
     ok = isinstance(value, (list, tuple)) and len(value) == count and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in value)
     if not ok:
         raise OsteoInputError(f"{what} must be a list of {count} positive numbers, got {value!r}")
     return tuple(float(v) for v in value)
@@ -281,10 +308,7 @@ def _train(value: Any, where: str) -> dict:
     if not isinstance(value, dict):
         raise OsteoInputError(f"{where}'train' must be a mapping of training options, got {value!r}")
     _unknown(value, TRAIN_KEYS, where, "train")
-    train = {k: v for k, v in value.items() if v is not None}
-    if "weights" in train:
-        train["weights"] = str(train["weights"])  # YAML reads a bare `none` as the string "none"
-    return train
+    return {k: v for k, v in value.items() if v is not None}  # null: the default (YAML reads a bare `none` as "none")
 
 
 def _cohort(value: Any, where: str, base: Path) -> tuple[str | None, dict | None, PhantomSpec | None]:
@@ -295,24 +319,17 @@ def _cohort(value: Any, where: str, base: Path) -> tuple[str | None, dict | None
     _unknown(value, ("manifest", "phantom", "manifest_config"), where, "cohort")
     if value.get("manifest") is not None and value.get("phantom") is not None:
         raise OsteoInputError(f"{where}'cohort' gives both a manifest and a phantom; keep one")
-    manifest_config = value.get("manifest_config")
-    if manifest_config is not None:
-        from osteo_tf.data.manifest import ManifestConfig
-
-        try:
-            manifest_config = ManifestConfig.from_dict(manifest_config).to_dict()
-        except OsteoInputError as error:
-            raise OsteoInputError(f"{where}cohort.{error}") from None
+    manifest_config = _manifest_config(value.get("manifest_config"), where)
     if value.get("phantom") is not None:
         spec = value["phantom"]
         if not isinstance(spec, dict):
             raise OsteoInputError(f"{where}cohort.phantom must be a mapping {{kind, n, image_size, seed}}, got {spec!r}")
         _unknown(spec, ("kind", "n", "image_size", "seed", "information"), where, "cohort.phantom")
         phantom = PhantomSpec(**spec)
-        if phantom.kind not in PHANTOM_COLUMNS:
+        if not isinstance(phantom.kind, str) or phantom.kind not in PHANTOM_COLUMNS:
             raise OsteoInputError(f"{where}cohort.phantom.kind must be hip or dental, got {phantom.kind!r}")
         _int(phantom.n, f"{where}cohort.phantom.n", 10)
-        _int(phantom.image_size, f"{where}cohort.phantom.image_size", 32)
+        _int(phantom.image_size, f"{where}cohort.phantom.image_size", MIN_IMAGE_SIZE)
         _int(phantom.seed, f"{where}cohort.phantom.seed", 0)
         if phantom.information not in PHANTOM_INFORMATION:
             raise OsteoInputError(f"{where}cohort.phantom.information must be one of {', '.join(PHANTOM_INFORMATION)}, "
@@ -320,8 +337,22 @@ def _cohort(value: Any, where: str, base: Path) -> tuple[str | None, dict | None
         return None, manifest_config, phantom
     if value.get("manifest") is None:
         return None, manifest_config, None
-    path = Path(str(value["manifest"]))
+    if not isinstance(value["manifest"], str) or not value["manifest"].strip():
+        raise OsteoInputError(f"{where}cohort.manifest must be the path of a CSV manifest, got {value['manifest']!r}")
+    path = Path(value["manifest"])
     return str(path if path.is_absolute() else (base / path).resolve()), manifest_config, None
+
+
+def _manifest_config(value: Any, where: str) -> dict | None:
+    """``cohort.manifest_config`` validated as a ManifestConfig (its resolved dict); None if absent."""
+    if value is None:
+        return None
+    from osteo_tf.data.manifest import ManifestConfig, ManifestConfigError
+
+    try:
+        return ManifestConfig.from_dict(value).to_dict()
+    except ManifestConfigError as error:
+        raise OsteoInputError(error.at(where, "cohort.manifest_config")) from None
 
 
 def _check_covariates(config: ExperimentConfig, where: str) -> None:

@@ -103,7 +103,7 @@ class RayExecutor:
         started_here = _connect(ray, self.address)
         try:
             gpus = self._gpus(ray)
-            manifest_config, cohort = load_fit_cohort(config, manifest)
+            manifest_config, cohort = load_fit_cohort(config, manifest, todo)
             task = ray.remote(num_cpus=self.cpus_per_fit, num_gpus=gpus, max_retries=self.max_retries,
                               retry_exceptions=False)(_fit_task)
             cohort_ref = ray.put(cohort)

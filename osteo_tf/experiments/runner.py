@@ -29,13 +29,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from osteo_tf.data.splits import derive_seed, kfold_split, random_split
+from osteo_tf.data.splits import derive_seed, kfold_split, random_split, require_both_classes
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.experiments.config import ExperimentConfig, parse_experiment
 from osteo_tf.experiments.results import fit_id, read_records, read_results, record_path  # noqa: F401 (re-export)
@@ -211,21 +211,30 @@ def _resolve_executor(executor: Any) -> Callable:
     return executor
 
 
-def load_fit_cohort(config: ExperimentConfig, manifest: Path) -> tuple[Any, pd.DataFrame]:
-    """(ManifestConfig or None, the validated cohort table) shared by every fit of the experiment."""
+def load_fit_cohort(config: ExperimentConfig, manifest: Path, fits: Sequence[Fit] = ()) -> tuple[Any, pd.DataFrame]:
+    """(ManifestConfig or None, the validated cohort table) shared by every fit of the experiment.
+
+    Before any fit trains, the cohort must hold both classes and the split of every fit in
+    ``fits`` must have both classes in its train, val and test parts (OsteoInputError naming
+    the manifest, or the repeat and fold), so a bad fold stops the grid at its start.
+    """
     from osteo_tf.data.manifest import ManifestConfig
     from osteo_tf.training import train as training
 
     manifest_config = ManifestConfig.from_dict(config.manifest_config) if config.manifest_config else None
     needs_covariates = any(mode != "image_only" for mode in config.modes)
     reference = config.train_config(config.backbones[0], "ensemble" if needs_covariates else "image_only", 0)
-    return manifest_config, training.load_cohort(manifest, reference, manifest_config)
+    cohort = training.load_cohort(manifest, reference, manifest_config)
+    require_both_classes(cohort)
+    for fit in fits:
+        fit_splits(config, cohort, fit)  # each raises for a part of one class
+    return manifest_config, cohort
 
 
 def run_fits_locally(config: ExperimentConfig, out: Path, manifest: Path, todo: list[Fit], verbose: int | str = 0,
                      fit_function: Callable | None = None) -> None:
     """The local executor: the fits one after another in this process."""
-    manifest_config, cohort = load_fit_cohort(config, manifest)
+    manifest_config, cohort = load_fit_cohort(config, manifest, todo)
     progress = Progress(len(todo))
     for index, fit in enumerate(todo, start=1):
         if not (out / "runs" / fit.fit_id / "COMPLETE").is_file():

@@ -2,7 +2,8 @@
 
 Everything a reviewer or the hospital's IT team needs to know about the served model, read
 from the run folder: backbone, mode, image size, the inputs and the codes they accept, the
-covariate encoding statistics (fitted on the training split), the decision threshold and
+covariate encoding statistics (fitted on the training split), how the training manifest was read
+(its manifest config: column names, sex codes, ROI box), the decision threshold and
 where it came from, the training cohort (images, patients and osteoporosis cases per split),
 the test metrics at that threshold, and the package versions at training and export time.
 """
@@ -80,6 +81,8 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
         "image_size": spec.image_size,
         "intensity": spec.intensity,
         "training": settings["train"],
+        # How the training manifest was read (columns, sex codes, ROI box): osteo predict reads alike.
+        "manifest_config": settings.get("manifest_config"),
         "signatures": {
             "serving_default": {"inputs": input_descriptions(spec),
                                 "outputs": {"probability": "float32 (batch,)", "label": "int64 (batch,), 1 = osteoporosis"}},

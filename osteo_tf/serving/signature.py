@@ -14,9 +14,11 @@ Two functions, both batched (a 1-D batch of instances, one value per input):
 Outputs: ``probability`` (batch,) float32 and ``label`` (batch,) int64, 1 when
 ``probability >= threshold`` (the run's threshold, compared in float64 as the metrics do).
 
-Bad requests fail with ``InvalidArgumentError`` whose message names the input: different
-batch lengths, bytes that are not PNG/JPEG (with the instance indices), an empty or unknown
-categorical code, a missing (NaN) or implausible numeric value. Nothing is defaulted, except
+Bad requests fail with ``InvalidArgumentError`` whose message names the input and every bad
+instance by its index in the batch (``instance 3``, counted from 0; TF Serving passes the text
+on to REST clients): bytes that are not PNG/JPEG, or that do not decode (corrupt or truncated
+data), an empty or unknown categorical code, a missing (NaN) or implausible numeric value;
+and inputs of different batch lengths. Nothing is defaulted, except
 that a run trained with ``--impute median`` fills its imputed covariates' missing values
 (NaN / empty string) with the training fill and sets their missing indicators, as
 :meth:`CovariateEncoder.transform` does.
@@ -33,6 +35,7 @@ from osteo_tf.models import get_backbone_spec, normalize_images
 from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
 
 _DTYPES = {"string": tf.string, "float32": tf.float32}
+_LISTED = 20  # bad instances named in one message
 
 
 class ServingGraph(tf.Module):
@@ -77,12 +80,27 @@ class ServingGraph(tf.Module):
         return {"probability": probability, "label": tf.cast(above, tf.int64)}
 
     def images(self, encoded: tf.Tensor) -> tf.Tensor:
-        """(batch,) encoded images → (batch, size, size, 3) normalised for the backbone."""
-        size = self.spec.image_size
+        """(batch,) encoded images → (batch, size, size, 3) normalised for the backbone.
+
+        Each instance is decoded on its own in a ``tf.data`` pipeline whose ``ignore_errors``
+        drops the ones the decoder refuses, so that the refusal can name them: a graph has no
+        other way to catch a decoder error, which would otherwise fail the whole batch.
+        """
+        size, intensity = self.spec.image_size, self.spec.intensity
         with tf.name_scope(f"{IMAGE_INPUT}_decode"):
-            images = tf.map_fn(lambda data: preprocess_gray(decode_gray(data), size, self.spec.intensity), encoded,
-                               fn_output_signature=tf.TensorSpec((size, size, 3), tf.float32))
-        return normalize_images(images, get_backbone_spec(self.spec.backbone))
+            count = tf.shape(encoded, out_type=tf.int64)[0]
+            decoded = (tf.data.Dataset.from_tensor_slices(encoded).enumerate()
+                       .map(lambda index, data: (index, preprocess_gray(decode_gray(data), size, intensity)),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                       .ignore_errors())
+            # One sentinel element, so that the single batch exists even when nothing decoded.
+            sentinel = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.zeros((size, size, 3))))
+            kept, images = decoded.concatenate(sentinel).batch(count + 1).get_single_element()
+            decodes = tf.reduce_any(tf.equal(tf.range(count)[:, None], kept[None, :-1]), axis=1)
+            check = _assert(decodes, f"input {IMAGE_INPUT}: bytes that do not decode as an image (corrupt or "
+                                     "truncated PNG/JPEG data) in ", _instances(~decodes))
+        with tf.control_dependencies([check]):
+            return normalize_images(tf.identity(images[:-1]), get_backbone_spec(self.spec.backbone))
 
     def covariates(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         """Raw covariates → (batch, dim), exactly :meth:`CovariateEncoder.transform`.
@@ -113,24 +131,25 @@ class ServingGraph(tf.Module):
     def _checks(self, name: str, value: tf.Tensor) -> list[tf.Operation]:
         if name == IMAGE_INPUT:
             ok = is_png_or_jpeg(value)
-            return [_assert(ok, f"input {name}: not a PNG or JPEG image (undecodable bytes) in instance(s)",
-                            tf.where(~ok)[:, 0])]
+            return [_assert(ok, f"input {name}: not a PNG or JPEG image (no PNG/JPEG file signature) in ",
+                            _instances(~ok))]
         missing = self._missing(name, value)
         checks = [] if name in self.spec.imputed else [
             _assert(~missing, f"input {name}: value missing ({'empty string' if value.dtype == tf.string else 'NaN'}) "
-                              "in instance(s)", tf.where(missing)[:, 0])]
+                              "in ", _instances(missing))]
         if name in self.spec.categorical:
             unknown = tf.logical_and(~missing, self._category_index(name, value) < 0)
             accepted = sorted(self.spec.accepted_codes(name))
             return checks + [
-                _assert(~unknown, f"input {name}: unknown value(s)", tf.boolean_mask(value, unknown),
-                        f"accepted ({'any case' if self.spec.case_insensitive(name) else 'exactly'}): {', '.join(accepted)}"),
+                _assert(~unknown, f"input {name}: unknown value in ", _instances(unknown, value),
+                        f"; accepted ({'any case' if self.spec.case_insensitive(name) else 'exactly'}): "
+                        f"{', '.join(accepted)}"),
             ]
         low, high = RANGES.get(name, (-np.inf, np.inf))
         bad = tf.logical_and(~missing, ~((value >= low) & (value <= high) & tf.math.is_finite(value)))
         return checks + [
-            _assert(~bad, f"input {name}: value(s) outside the plausible range {low:g} to {high:g}",
-                    tf.boolean_mask(value, bad)),
+            _assert(~bad, f"input {name}: value outside the plausible range {low:g} to {high:g} in ",
+                    _instances(bad, value)),
         ]
 
     @staticmethod
@@ -154,8 +173,30 @@ def _lookup_table(codes: dict[str, str], categories: list[str]) -> tf.lookup.Sta
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
 
 
-def _assert(condition: tf.Tensor, message: str, *data) -> tf.Operation:
-    return tf.debugging.Assert(tf.reduce_all(condition), [message, *data], summarize=20)
+def _assert(condition: tf.Tensor, *parts: str | tf.Tensor) -> tf.Operation:
+    """Fails unless all of ``condition``; the message is ``parts`` joined into one string."""
+    return tf.debugging.Assert(tf.reduce_all(condition), [tf.strings.join(list(parts))])
+
+
+def _instances(bad: tf.Tensor, values: tf.Tensor | None = None) -> tf.Tensor:
+    """Scalar string naming where ``bad`` (batch,) holds: ``"instance 1 (X), instance 4 (Q)"``.
+
+    With ``values`` (batch,), each instance's value follows in brackets (a string's first 40
+    bytes). At most :data:`_LISTED` are named, then how many there are in all. Unquoted: the
+    assertion message C-escapes quotes and non-ASCII bytes.
+    """
+    index = tf.where(bad)[:, 0]
+    names = tf.strings.join(["instance ", tf.strings.as_string(index)])
+    if values is not None:
+        shown = tf.boolean_mask(values, bad)
+        shown = (tf.strings.substr(shown, 0, 40) if shown.dtype == tf.string
+                 else tf.strings.as_string(shown, shortest=True))
+        names = tf.strings.join([names, " (", shown, ")"])
+    text = tf.strings.reduce_join(names[:_LISTED], separator=", ")
+    total = tf.size(index)
+    return tf.cond(total > _LISTED,
+                   lambda: tf.strings.join([text, ", ... (", tf.strings.as_string(total), " instances in all)"]),
+                   lambda: text)
 
 
 def _same_batch_length(inputs: dict[str, tf.Tensor]) -> tf.Operation:

@@ -9,7 +9,8 @@ Layout (every file written under a temporary name and renamed)::
       covariate_encoder.json   encoding statistics fitted on the training rows
       history.csv              one row per epoch (loss, auc, val_loss, val_auc, …)
       checkpoints/best.keras   best model so far (by validation loss)
-      backup/                  Keras BackupAndRestore state: a killed fit resumes here
+      backup/                  epoch-NNNN.weights.h5: weights and optimiser after the last finished
+                               epoch; a killed fit resumes here (deleted when the run completes)
       cache/                   --cache disk only: tf.data caches of the decoded train/val images
                                (<split>-<key>.*; deleted when the run completes)
       runtime.json             precision, XLA, replicas and global batch the fit ran with

@@ -5,7 +5,10 @@ user's own script calls. The fit uses the papers' optimiser (SGD, momentum 0.9, 
 decay 0, the backbone family's learning rate), early stopping on validation loss with
 patience 20 restoring the best weights, a best-model checkpoint, a history CSV and
 TensorBoard logs, under ``MirroredStrategy`` when more than one GPU is visible. A killed
-fit resumes from its last finished epoch when the same command is run again.
+fit resumes from its last finished epoch when the same command is run again, and ends as
+the uninterrupted fit would (identically with ``deterministic``): every epoch's order,
+augmentation and dropout are a function of (seed, epoch, item), and early stopping's state
+is rebuilt from the history (:mod:`osteo_tf.training.callbacks`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ import tensorflow as tf
 from osteo_tf.data.covariates import CovariateEncoder
 from osteo_tf.data.manifest import ManifestConfig, check_manifest, present_columns
 from osteo_tf.data.pipeline import make_dataset
-from osteo_tf.data.splits import random_split, splits_table
+from osteo_tf.data.splits import (LABEL_FROM_ATTR, SOURCE_ATTR, check_split_classes, random_split, require_both_classes,
+                                   splits_table)
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
 from osteo_tf.io import atomic_path, write_csv, write_json
 from osteo_tf.models import OUTPUTS_WITH_AUX, build_model, get_backbone_spec, inference_model, uses_covariates, uses_images
-from osteo_tf.training.callbacks import AtomicBestCheckpoint, AtomicHistory
+from osteo_tf.training.callbacks import (AtomicBestCheckpoint, AtomicHistory, EpochBackup, EpochClock,
+                                         ResumableEarlyStopping, finished_rows)
 from osteo_tf.training.config import RESULT_NEUTRAL_OPTIONS, TrainConfig
 from osteo_tf.training.hardware import distribution_strategy, dtype_policy, resolve_runtime
 from osteo_tf.training.run_dir import RunDir
@@ -65,9 +70,22 @@ def load_cohort(manifest: str | Path, config: TrainConfig, manifest_config: Mani
     if check.n_excluded:
         log(check.summary())
     cohort = check.cohort
+    cohort.attrs[SOURCE_ATTR] = f"manifest {check.path}"
+    cohort.attrs[LABEL_FROM_ATTR] = label_source(manifest, base)
     cohort.attrs["osteo_exclusions"] = check.records()
     cohort.attrs["osteo_manifest_rows"] = check.n_rows
     return cohort
+
+
+def label_source(manifest: str | Path, config: ManifestConfig) -> str:
+    """Where the manifest's labels come from, in the user's column names (for messages)."""
+    present, names = present_columns(manifest, config), config.columns.as_dict()
+    parts = []
+    if "t_score" in present:
+        parts.append(f"column {names['t_score']!r} (1 = T-score ≤ {config.t_score_threshold:g})")
+    if "label" in present:
+        parts.append(f"column {names['label']!r}")
+    return " and ".join(parts) or "no label column"
 
 
 def exclusions_of(cohort: pd.DataFrame) -> pd.DataFrame:
@@ -115,18 +133,39 @@ def monitored_loss(config: TrainConfig) -> str:
     return PROBABILITY_VAL_LOSS if config.uses_aux_loss else "val_loss"
 
 
-def callbacks(run: RunDir, config: TrainConfig) -> list[keras.callbacks.Callback]:
+def callbacks(run: RunDir, config: TrainConfig, epoch: tf.Variable) -> list[keras.callbacks.Callback]:
+    """The fit's callbacks, in the order that keeps a resumed fit identical to an uninterrupted one.
+
+    ``epoch``: the variable the training dataset reads (:func:`osteo_tf.data.pipeline.epoch_stream`).
+    At an epoch's end the best checkpoint and the history row are written before
+    :class:`EpochBackup` records the epoch as done (a kill in between reruns the epoch);
+    early stopping rebuilds its state from the history (:mod:`osteo_tf.training.callbacks`).
+    """
     run.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     monitor = monitored_loss(config)
     return [
-        # double_checkpoint: a backup damaged by a kill mid-write falls back to the previous one
-        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=True, double_checkpoint=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience, restore_best_weights=True,
-                                      verbose=1),
+        EpochClock(epoch),
         AtomicBestCheckpoint(run.checkpoint, monitor=monitor, history=run.history),  # crash-safe
         AtomicHistory(run.history),
+        EpochBackup(run.backup),
+        early_stopping(run, config),
         keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False, profile_batch=0),
     ]
+
+
+def early_stopping(run: RunDir, config: TrainConfig) -> ResumableEarlyStopping:
+    """Early stopping on the monitored loss with the config's patience, restoring the best epoch."""
+    return ResumableEarlyStopping(monitored_loss(config), config.patience, run.history, run.checkpoint)
+
+
+def recorded_fit_is_over(run: RunDir, config: TrainConfig) -> bool:
+    """Whether the epochs recorded in the run's history already end the fit (all epochs run, or
+    early stopping's rule met) and the best checkpoint exists: a run killed after its last
+    epoch then only loads the best weights instead of fitting again."""
+    if not run.checkpoint.is_file():
+        return False
+    return len(finished_rows(run.history, config.epochs)) >= config.epochs or \
+        early_stopping(run, config).replay(config.epochs)
 
 
 def compile_model(model: keras.Model, config: TrainConfig, jit: bool = False) -> keras.Model:
@@ -212,12 +251,16 @@ def train(
     if cohort is None:
         log(f"reading manifest {manifest}")
         cohort = load_cohort(manifest, config, manifest_config)
+    require_both_classes(cohort, cohort.attrs.get(SOURCE_ATTR, f"manifest {manifest}"))
+    given_splits = None if splits is None else _splits_digest(cohort, splits)
+    splits = random_split(cohort, config.split, config.seed) if splits is None else splits
+    check_split_classes(cohort, splits)  # all before the run folder is created
     covariate_columns = config.covariate_columns(list(cohort.columns)) if uses_covariates(config.mode) else ()
     settings = {
         "train": config.to_dict(), "manifest": str(Path(manifest).resolve()),
         "manifest_config": None if manifest_config is None else manifest_config.to_dict(),
         "covariate_columns": list(covariate_columns), "versions": versions(),
-        "splits": None if splits is None else _splits_digest(cohort, splits),
+        "splits": given_splits,
     }
     exclusions = exclusions_of(cohort)
     settings["exclusions"] = {"manifest_rows": int(cohort.attrs.get("osteo_manifest_rows", len(cohort))),
@@ -226,8 +269,6 @@ def train(
     prepare_run(run, settings, force)
     write_csv(run.exclusions, exclusions)
     set_determinism(config.seed, config.deterministic)
-
-    splits = random_split(cohort, config.split, config.seed) if splits is None else splits
     write_csv(run.splits, splits_table(cohort, splits))
     counts = {name: f"{len(rows)} ({int(cohort['label'].iloc[rows].sum())} osteoporosis)" for name, rows in splits.items()}
     log(f"{len(cohort)} images, split train/val/test: {counts['train']} / {counts['val']} / {counts['test']}")
@@ -244,10 +285,11 @@ def train(
     runtime = resolve_runtime(config.precision, config.jit, config.batch_size, strategy)
     write_json(run.runtime, runtime.to_dict())
     spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # set by EpochClock, read by the data
     datasets = {
         name: make_dataset(cohort.iloc[rows], None if encoded is None else encoded[rows], spec,
                            config.image_size, runtime.global_batch_size, training=(name == "train"), seed=config.seed,
-                           intensity=config.intensity, cache=config.cache, cache_file=run.cache / name)
+                           intensity=config.intensity, cache=config.cache, cache_file=run.cache / name, epoch=epoch)
         for name, rows in splits.items() if name != "test"
     }
     if config.uses_aux_loss:
@@ -263,14 +305,24 @@ def train(
     log(f"training {model.name} ({model.count_params():,} parameters) at {config.image_size} px, "
         f"lr {config.learning_rate}, up to {config.epochs} epochs on {runtime.replicas} replica(s) "
         f"(global batch {runtime.global_batch_size}), {runtime.precision}, XLA {'on' if runtime.jit else 'off'}")
-    model.fit(datasets["train"], validation_data=datasets["val"], epochs=config.epochs,
-              callbacks=callbacks(run, config), verbose=verbose)
+    if recorded_fit_is_over(run, config):
+        log(f"the epochs in {run.history} already finished this fit; loading its best epoch")
+        model.load_weights(run.checkpoint)
+    else:
+        with strategy.scope():
+            initial_epoch = EpochBackup(run.backup).restore(model)
+        if initial_epoch:
+            log(f"resuming at epoch {initial_epoch + 1} from {run.backup}")
+        # shuffle=False: the order comes from the dataset (a function of seed and epoch), never from Keras
+        model.fit(datasets["train"], validation_data=datasets["val"], epochs=config.epochs, shuffle=False,
+                  initial_epoch=initial_epoch, callbacks=callbacks(run, config, epoch), verbose=verbose)
 
     model = inference_model(model)  # the auxiliary outputs only served the training loss
     with atomic_path(run.model) as temporary:
         model.save(temporary)
     metrics = score_splits(model, cohort, encoded, splits, config, run)
-    shutil.rmtree(run.cache, ignore_errors=True)  # --cache disk: decoded images, not needed once complete
+    for folder in (run.cache, run.backup):  # decoded images (--cache disk), resume state: not needed once complete
+        shutil.rmtree(folder, ignore_errors=True)
     write_json(run.complete_marker, {"seconds": round(time.time() - started, 1), "test_auc": metrics["test"]["auc"]})
     log(f"run complete: {run.path} (test AUC {metrics['test']['auc']:.3f})")
     return run

@@ -13,31 +13,13 @@ pydicom = pytest.importorskip(
     "pydicom", reason="DICOM support needs the optional pydicom: pip install '.[dicom]' (it is in '.[dev]')")
 
 from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid  # noqa: E402
+from pydicom.uid import JPEGLSLossless  # noqa: E402
 
 from osteo_tf.data.images import image_size, read_image, to_unit_range, verify_image  # noqa: E402
-from osteo_tf.data.manifest import read_manifest  # noqa: E402
+from osteo_tf.data.manifest import ManifestConfig, read_manifest  # noqa: E402
 from osteo_tf.errors import OsteoInputError  # noqa: E402
-
-
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
-                **elements) -> Path:
-    """A minimal single-frame Part-10 file (Explicit VR Little Endian) holding ``pixels``."""
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.set_pixel_data(pixels, photometric, bits_stored or pixels.dtype.itemsize * 8)
-    for name, value in elements.items():
-        setattr(ds, name, value)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def reference(path: str | Path) -> np.ndarray:
@@ -120,28 +102,28 @@ def test_unusable_dicom_files(name, expect):
 # ------------------------------------------------------------------- files written here
 
 
-def test_16_bit_stored_values_keep_full_precision(tmp_path):
+def test_16_bit_stored_values_keep_full_precision(tmp_path, write_dicom):
     pixels = np.array([[0, 1000, 1001], [2048, 4094, 4095]], np.uint16)  # 12 bits stored
     out = read_image(write_dicom(tmp_path / "a.dcm", pixels, bits_stored=12))
     np.testing.assert_array_equal(out, pixels.astype(np.float32))
     assert out[0, 1] != out[0, 2]
 
 
-def test_8_bit_and_signed_16_bit(tmp_path):
+def test_8_bit_and_signed_16_bit(tmp_path, write_dicom):
     eight = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     np.testing.assert_array_equal(read_image(write_dicom(tmp_path / "u8.dcm", eight)), eight)
     signed = np.array([[-1000, -1], [0, 32767]], np.int16)
     np.testing.assert_array_equal(read_image(write_dicom(tmp_path / "s16.dcm", signed)), signed)
 
 
-def test_rescale_slope_and_intercept(tmp_path):
+def test_rescale_slope_and_intercept(tmp_path, write_dicom):
     pixels = np.array([[0, 10], [20, 4095]], np.uint16)
     out = read_image(write_dicom(tmp_path / "r.dcm", pixels, bits_stored=12, RescaleSlope="2.5",
                                  RescaleIntercept="-100", RescaleType="US"))
     np.testing.assert_allclose(out, pixels * 2.5 - 100.0)
 
 
-def test_monochrome1_is_inverted_to_monochrome2(tmp_path):
+def test_monochrome1_is_inverted_to_monochrome2(tmp_path, write_dicom):
     pixels = np.array([[0, 100], [300, 1000]], np.uint16)
     mono1 = read_image(write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1"))
     mono2 = read_image(write_dicom(tmp_path / "m2.dcm", pixels))
@@ -149,7 +131,7 @@ def test_monochrome1_is_inverted_to_monochrome2(tmp_path):
     np.testing.assert_allclose(to_unit_range(mono1), 1.0 - to_unit_range(mono2))
 
 
-def test_window_centre_width_clips(tmp_path):
+def test_window_centre_width_clips(tmp_path, write_dicom):
     pixels = np.array([[0, 100, 200], [300, 400, 4000]], np.uint16)
     path = write_dicom(tmp_path / "w.dcm", pixels, WindowCenter="200", WindowWidth="201")
     out = read_image(path)
@@ -157,7 +139,7 @@ def test_window_centre_width_clips(tmp_path):
     assert out[0, 0] == out.min() and out[1, 2] == out.max() and out[1, 1] == out[1, 2]  # clipped
 
 
-def test_voi_lut_sequence_preferred_over_window(tmp_path):
+def test_voi_lut_sequence_preferred_over_window(tmp_path, write_dicom):
     lut = Dataset()
     lut.LUTDescriptor = [4, 0, 16]  # 4 entries, first input value 0, 16-bit output
     lut.LUTData = np.array([0, 1000, 3000, 9000], "<u2").tobytes()
@@ -166,7 +148,7 @@ def test_voi_lut_sequence_preferred_over_window(tmp_path):
     np.testing.assert_array_equal(read_image(path), [[0, 1000], [3000, 9000]])
 
 
-def test_roi_crop_and_box_outside(tmp_path):
+def test_roi_crop_and_box_outside(tmp_path, write_dicom):
     pixels = np.arange(30, dtype=np.uint16).reshape(5, 6)
     path = write_dicom(tmp_path / "roi.dcm", pixels)
     np.testing.assert_array_equal(read_image(path, roi=(1, 2, 3, 2)), pixels[2:4, 1:4])
@@ -174,25 +156,25 @@ def test_roi_crop_and_box_outside(tmp_path):
         read_image(path, roi=(4, 0, 3, 2))
 
 
-def test_multi_frame_refused(tmp_path):
+def test_multi_frame_refused(tmp_path, write_dicom):
     meta_path = write_dicom(tmp_path / "two.dcm", np.zeros((2, 3, 4), np.uint16))
     with pytest.raises(OsteoInputError, match="2 frames"):
         image_size(meta_path)
 
 
-def test_dicom_by_marker_without_suffix_and_in_a_manifest(tmp_path):
+def test_dicom_by_marker_without_suffix_and_in_a_manifest(tmp_path, write_dicom):
     pixels = np.arange(64, dtype=np.uint16).reshape(8, 8) * 100
     write_dicom(tmp_path / "scan_0001", pixels)  # PACS exports often have no suffix
     write_dicom(tmp_path / "scan_0002.dcm", pixels[::-1].copy())
     (tmp_path / "m.csv").write_text(
         "image,patient_id,age,sex,bmi,t_score,roi_x,roi_y,roi_w,roi_h\n"
         "scan_0001,P1,70,F,22,-3,0,0,4,4\nscan_0002.dcm,P2,60,M,25,-1,,,,\n")
-    cohort = read_manifest(tmp_path / "m.csv")
+    cohort = read_manifest(tmp_path / "m.csv", ManifestConfig(min_image_size=4))  # 8×8 px scans, a 4×4 box
     assert len(cohort) == 2
     np.testing.assert_array_equal(read_image(cohort["image"][0], (0, 0, 4, 4)), pixels[:4, :4])
 
 
-def test_pydicom_missing_is_a_clear_error(tmp_path, monkeypatch):
+def test_pydicom_missing_is_a_clear_error(tmp_path, monkeypatch, write_dicom):
     path = write_dicom(tmp_path / "a.dcm", np.zeros((2, 2), np.uint16))
     monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom → ImportError
     with pytest.raises(OsteoInputError, match=r"needs pydicom.*pip install"):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from osteo_tf.data.manifest import ManifestColumns, ManifestConfig, read_manifest
+from osteo_tf.data.manifest import ManifestColumns, ManifestConfig, ManifestConfigError, check_manifest, read_manifest
 from osteo_tf.errors import OsteoInputError
 
 HEADER = ["image", "patient_id", "age", "sex", "bmi", "t_score"]
@@ -25,8 +25,8 @@ ROWS = [
 
 
 def _images(folder: Path) -> None:
-    for name in ("a.png", "b.png", "c.png"):
-        Image.fromarray(np.full((8, 10), 100, np.uint8)).save(folder / name)
+    for name in ("a.png", "b.png", "c.png"):  # 50×40 px: above the default min_image_size (32)
+        Image.fromarray(np.full((40, 50), 100, np.uint8)).save(folder / name)
 
 
 @pytest.fixture
@@ -153,11 +153,11 @@ def test_absolute_and_parent_paths(folder: Path) -> None:
 
 def test_roi_columns_nullable(folder: Path) -> None:
     header = HEADER + ["roi_x", "roi_y", "roi_w", "roi_h"]
-    rows = [ROWS[0] + ["1", "2", "9", "6"], ROWS[1] + ["", "", "", ""], ROWS[2] + ["0", "0",
-                                                                                  "10", "8"]]
+    rows = [ROWS[0] + ["1", "2", "40", "36"], ROWS[1] + ["", "", "", ""], ROWS[2] + ["0", "0",
+                                                                                    "50", "40"]]
     df = read_manifest(write_csv(folder, header, rows))
     assert str(df["roi_x"].dtype) == "Int64"
-    assert df["roi_w"].tolist()[0] == 9 and pd.isna(df["roi_w"][1])
+    assert df["roi_w"].tolist()[0] == 40 and pd.isna(df["roi_w"][1])
 
 
 def test_line_numbers_skip_blank_lines_and_quoted_newlines(folder: Path) -> None:
@@ -211,6 +211,91 @@ def test_config_from_dict_rejects_unknown_keys() -> None:
 def test_config_bad_values(bad: dict) -> None:
     with pytest.raises(OsteoInputError):
         ManifestConfig.from_dict(bad)
+
+
+def test_config_errors_name_the_key() -> None:
+    for bad, expect in [({"columns": {"age": 5}}, "manifest config: columns.age: must be a non-empty column name, got 5"),
+                        ({"sex_codes": {"0": "X"}}, "manifest config: sex_codes.0: must be 'F' or 'M', got 'X'"),
+                        ({"required": {"age": 1}}, "manifest config: required: must be a list of covariate names"),
+                        ({"columns": {"agee": "Age"}}, "manifest config: columns: unknown option(s) 'agee'")]:
+        with pytest.raises(ManifestConfigError) as err:
+            ManifestConfig.from_dict(bad)
+        assert str(err.value).startswith(expect), str(err.value)
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("columns: {age: 5}\n", "columns.age: must be a non-empty column name, got 5"),
+    ("min_image_size: big\n", "min_image_size: must be a whole number of pixels >= 1 (default 32), got 'big'"),
+    ("sex_codes: {'0': X}\n", "sex_codes.0: must be 'F' or 'M', got 'X'"),
+    ("colums: {}\n", "unknown option(s) 'colums'"),
+    ("- columns\n", "must be a mapping of options, got ['columns']"),
+])
+def test_manifest_config_yaml_errors_name_the_file_and_key(tmp_path: Path, text: str, expect: str) -> None:
+    path = tmp_path / "cohort.yaml"
+    path.write_text(text)
+    with pytest.raises(OsteoInputError) as err:
+        ManifestConfig.from_yaml(path)
+    assert str(err.value).startswith(f"{path}: {expect}"), str(err.value)
+
+
+def test_manifest_config_yaml_file_problems_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "cohort.yaml"
+    with pytest.raises(OsteoInputError, match="manifest config .*cohort.yaml does not exist"):
+        ManifestConfig.from_yaml(path)
+    path.write_text("columns: [\n")
+    with pytest.raises(OsteoInputError, match="cohort.yaml is not valid YAML"):
+        ManifestConfig.from_yaml(path)
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(OsteoInputError, match="cohort.yaml cannot be read as UTF-8 text"):
+        ManifestConfig.from_yaml(path)
+    path.write_text("")
+    assert ManifestConfig.from_yaml(path) == ManifestConfig()
+    path.write_text("min_image_size: 16\nroi_size: [250, 400]\n")
+    assert ManifestConfig.from_yaml(path).min_image_size == 16
+
+
+# -------------------------------------------------------------------- image size
+
+
+def test_image_below_min_image_size_is_a_row_problem_naming_file_and_size(folder: Path) -> None:
+    Image.fromarray(np.full((1, 1), 100, np.uint8)).save(folder / "tiny.png")
+    path = write_csv(folder, HEADER, with_cell(2, "image", "tiny.png"))
+    assert_names(error(path), "cohort.csv, line 4, column 'image': tiny.png is 1×1 px; images must be at "
+                              "least 32×32 px (ManifestConfig.min_image_size)")
+    check = check_manifest(path)
+    assert check.counts == {"image too small": 1} and check.exclusions["line"].tolist() == [4]
+    assert check.cohort["patient_id"].tolist() == ["P1", "P2"]
+    assert len(read_manifest(path, ManifestConfig(min_image_size=1))) == 3
+
+
+def test_the_shorter_side_counts_also_when_only_headers_are_read(folder: Path) -> None:
+    Image.fromarray(np.full((20, 400), 100, np.uint8)).save(folder / "strip.png")
+    path = write_csv(folder, HEADER, with_cell(0, "image", "strip.png"))
+    assert_names(error(path, ManifestConfig(check_images=False)), "line 2, column 'image': strip.png is 400×20 px")
+    assert len(read_manifest(path, ManifestConfig(min_image_size=20))) == 3
+
+
+def test_a_roi_crop_below_min_image_size_is_refused_even_in_a_large_image(folder: Path) -> None:
+    header = HEADER + ["roi_x", "roi_y", "roi_w", "roi_h"]
+    rows = [r + ["0", "0", "50", "40"] for r in ROWS]
+    rows[1][6:] = ["2", "3", "40", "8"]
+    path = write_csv(folder, header, rows)
+    assert_names(error(path), "cohort.csv, line 3, column 'image': b.png: the ROI box (x=2, y=3, w=40, h=8) is "
+                              "40×8 px; ROI crops must be at least 32×32 px (ManifestConfig.min_image_size)")
+    assert check_manifest(path).counts == {"ROI too small": 1}
+    assert len(read_manifest(path, ManifestConfig(min_image_size=8))) == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, 32.0, True, "32", None])
+def test_min_image_size_must_be_a_whole_number_of_pixels(bad: object) -> None:
+    with pytest.raises(ManifestConfigError, match=r"^manifest config: min_image_size: must be a whole number"):
+        ManifestConfig.from_dict({"min_image_size": bad})
+
+
+def test_min_image_size_round_trips_and_is_left_out_at_its_default() -> None:
+    assert ManifestConfig().min_image_size == 32 and "min_image_size" not in ManifestConfig().to_dict()
+    small = ManifestConfig.from_dict({"min_image_size": 16})
+    assert small.to_dict()["min_image_size"] == 16 and ManifestConfig.from_dict(small.to_dict()) == small
 
 
 # ---------------------------------------------------------------- file-level errors
@@ -408,10 +493,10 @@ def test_same_patient_same_sex_is_fine(folder: Path) -> None:
 
 def test_roi_outside_image(folder: Path) -> None:
     header = HEADER + ["roi_x", "roi_y", "roi_w", "roi_h"]
-    rows = [r + ["0", "0", "10", "8"] for r in ROWS]
-    rows[1][6:] = ["5", "0", "6", "8"]
+    rows = [r + ["0", "0", "50", "40"] for r in ROWS]
+    rows[1][6:] = ["15", "0", "40", "40"]
     msg = error(write_csv(folder, header, rows))
-    assert_names(msg, "cohort.csv, line 3, column 'image'", "10×8", "x=5", "w=6")
+    assert_names(msg, "cohort.csv, line 3, column 'image'", "50×40", "x=15", "w=40")
 
 
 def test_roi_bad_values_and_partial_rows(folder: Path) -> None:
@@ -444,7 +529,7 @@ _GARBAGE = st.one_of(
 )
 _FULL_HEADER = HEADER + ["label", "hip_fracture_history", "roi_x", "roi_y", "roi_w",
                          "roi_h", "extra"]
-_FULL_ROWS = [r + [lab, "no", "0", "0", "4", "4", "x"] for r, lab in zip(ROWS, "101")]
+_FULL_ROWS = [r + [lab, "no", "0", "0", "40", "32", "x"] for r, lab in zip(ROWS, "101")]
 
 
 @pytest.fixture(scope="module")

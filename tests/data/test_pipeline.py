@@ -75,6 +75,32 @@ def test_training_augmentation_is_seeded_and_only_for_training(cohort):
     np.testing.assert_array_equal(first_epoch(False, 1), first_epoch(False, 2))
 
 
+def test_an_epochs_batches_depend_on_seed_and_epoch_only(cohort):
+    """A resumed fit builds a new dataset in a new process: its epoch 2 must be epoch 2's
+    batches, not a replay of epoch 0's (what reshuffle_each_iteration gives)."""
+    spec = get_backbone_spec("resnet18")
+    covariates = np.arange(12, dtype=np.float32).reshape(6, 2)
+
+    def epochs(numbers):
+        epoch = tf.Variable(0, dtype=tf.int64)
+        dataset = make_dataset(cohort, covariates, spec, SIZE, batch_size=4, training=True, seed=3, epoch=epoch)
+        out = {}
+        for number in numbers:
+            epoch.assign(number)
+            out[number] = list(dataset.as_numpy_iterator())
+        return out
+
+    straight, resumed = epochs([0, 1, 2]), epochs([2])
+    _assert_same_epochs([straight[2]], [resumed[2]])
+    order = {n: np.concatenate([x["covariates"][:, 0] for x, _ in batches]) for n, batches in straight.items()}
+    assert sorted(order[0]) == sorted(order[2]) == list(range(0, 12, 2))  # every item once per epoch
+    assert not np.array_equal(order[0], order[1]) or not np.array_equal(order[1], order[2])  # reshuffled
+    by_item = {n: {int(c): x["image"][i] for x, _ in batches for i, c in enumerate(x["covariates"][:, 0])}
+               for n, batches in straight.items()}
+    assert any(not np.array_equal(by_item[0][c], by_item[2][c]) for c in by_item[0])  # augmentation varies by epoch
+    assert tf.data.experimental.cardinality(make_dataset(cohort, covariates, spec, SIZE, 4, training=True)) == 2
+
+
 def test_augment_applies_to_about_half_and_keeps_range():
     image = tf.constant(np.random.default_rng(0).random((SIZE, SIZE, 3)) * 255, tf.float32)
     changed = 0

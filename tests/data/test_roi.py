@@ -14,6 +14,7 @@ from osteo_tf.data.pipeline import rois_of
 from osteo_tf.errors import OsteoInputError
 
 HEAD = "image,patient_id,age,sex,bmi,t_score"
+# The images and boxes here are a few pixels wide: min_image_size=1 where they must be accepted.
 
 
 def _folder(tmp_path: Path, width: int = 20, height: int = 16) -> Path:
@@ -32,7 +33,7 @@ def _manifest(folder: Path, extra_head: str, *cells: str) -> Path:
 
 def test_point_plus_size_below_the_point(tmp_path):
     path = _manifest(_folder(tmp_path), "roi_cx,roi_cy", "10,3", ",")
-    cohort = read_manifest(path, ManifestConfig(roi_size=(6, 8)))
+    cohort = read_manifest(path, ManifestConfig(roi_size=(6, 8), min_image_size=1))
     assert cohort.loc[0, ["roi_x", "roi_y", "roi_w", "roi_h"]].tolist() == [7, 3, 6, 8]
     assert cohort.loc[0, ["roi_cx", "roi_cy"]].tolist() == [10, 3]
     assert cohort["roi_x"].isna()[1] and str(cohort["roi_cx"].dtype) == "Int64"
@@ -44,7 +45,7 @@ def test_point_plus_size_below_the_point(tmp_path):
 
 def test_point_centred(tmp_path):
     path = _manifest(_folder(tmp_path), "roi_cx,roi_cy", "10,8", "5,5")
-    cohort = read_manifest(path, ManifestConfig(roi_size=(6, 8), roi_anchor="center"))
+    cohort = read_manifest(path, ManifestConfig(roi_size=(6, 8), roi_anchor="center", min_image_size=1))
     assert cohort.loc[0, ["roi_x", "roi_y", "roi_w", "roi_h"]].tolist() == [7, 4, 6, 8]
 
 
@@ -59,11 +60,11 @@ def test_default_size_is_the_dental_papers_250_by_400(tmp_path):
 def test_box_from_point_outside_the_image_names_the_row(tmp_path):
     path = _manifest(_folder(tmp_path), "roi_cx,roi_cy", "10,3", "18,12")
     with pytest.raises(OsteoInputError) as err:
-        read_manifest(path, ManifestConfig(roi_size=(6, 8)))
+        read_manifest(path, ManifestConfig(roi_size=(6, 8), min_image_size=1))
     message = str(err.value)
     assert "m.csv, line 3" in message and "does not lie inside" in message
     assert "roi_cx=18, roi_cy=12" in message and "6×8" in message
-    check = check_manifest(path, ManifestConfig(roi_size=(6, 8)))
+    check = check_manifest(path, ManifestConfig(roi_size=(6, 8), min_image_size=1))
     assert check.counts == {"ROI outside the image": 1} and check.cohort["patient_id"].tolist() == ["P0"]
 
 

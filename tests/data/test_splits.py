@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_tf.data.splits import random_split, splits_from_table, splits_table
+from osteo_tf.data.splits import check_split_classes, kfold_splits, random_split, splits_from_table, splits_table
 from osteo_tf.errors import OsteoInputError
 
 
@@ -122,3 +122,29 @@ def test_kfold_too_few_patients_is_a_clear_error():
         kfold_splits(cohort(patients=8, images_per_patient=1), 5)
     with pytest.raises(OsteoInputError, match="out of range"):
         kfold_split(cohort(), 5, 5)
+
+
+@pytest.mark.parametrize("split", [random_split, kfold_splits])
+def test_a_one_class_cohort_is_refused_by_every_protocol(split):
+    table = cohort(patients=40).assign(label=1)
+    with pytest.raises(OsteoInputError, match="has one class only: 80 osteoporosis and 0 non-osteoporosis rows"):
+        split(table)
+
+
+def test_a_part_of_one_class_is_refused_with_the_counts_of_every_part():
+    table = cohort(patients=10, images_per_patient=1)
+    labels = table["label"].to_numpy()
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    splits = {"train": np.concatenate([positives[1:], negatives[2:]]), "val": negatives[:1],
+              "test": np.concatenate([positives[:1], negatives[1:2]])}
+    with pytest.raises(OsteoInputError, match=r"the val part of the split has one class only \(train: "
+                       rf"{len(positives) - 1} osteoporosis and {len(negatives) - 2} non-osteoporosis rows; val: 0 "
+                       r"osteoporosis and 1 non-osteoporosis rows; test: 1 osteoporosis and 1 non-osteoporosis rows\)"):
+        check_split_classes(table, splits)
+
+
+def test_a_random_split_leaving_the_test_part_one_class_is_refused():
+    table = pd.DataFrame({"image": [f"/x/{i}.png" for i in range(30)], "patient_id": [f"P{i}" for i in range(30)],
+                          "label": [1, 1] + [0] * 28})
+    with pytest.raises(OsteoInputError, match="part.* of the split 8:1:1 .*one class only"):
+        random_split(table, seed=0)

@@ -53,7 +53,7 @@ def test_hash_ignores_the_description_and_survives_a_round_trip():
     ({"covariates": ["age", "smoking"]}, "unknown covariate column 'smoking'"),
     ({"cohort": {"phantom": {"kind": "dental", "n": 40}}, "covariates": "hip"},
      "unknown covariate column 'hip_fracture_history'.*dental phantom"),
-    ({"train": {"epochs": 0}}, "invalid training option epochs=0"),
+    ({"train": {"epochs": 0}}, r"x.yaml: train.epochs: 0 is not an integer in \[1, inf\)"),
     ({"train": {"optimizer": "adam"}}, r"unknown key\(s\) \['optimizer'\] in 'train'"),
     ({"repeats": 3}, r"unknown key\(s\) \['repeats'\]"),
     ({"name": "a b"}, "'name' must be a word"),
@@ -97,7 +97,7 @@ def test_train_cache_option_passes_through_and_is_not_hashed():
     assert disk.train_config("resnet18", "image_only", 0).cache == "disk"
     assert config.train_config("resnet18", "image_only", 0).cache == "memory"
     assert disk.hash() == config.hash()  # where decoded images are kept does not change results
-    with pytest.raises(OsteoInputError, match="'train': invalid training option cache='ram'"):
+    with pytest.raises(OsteoInputError, match="train.cache: 'ram' is not a valid choice; choose one of: memory"):
         parse_experiment(config_with(train={"cache": "ram"}))
 
 
@@ -121,10 +121,65 @@ def test_fusions_are_a_grid_axis_of_the_ensemble_with_stable_names_and_hash():
 @pytest.mark.parametrize("changes, message", [
     ({"fusions": ["concat", "sum"]}, "unknown fusion 'sum' in 'fusions'; choose from: concat, late, film"),
     ({"modes": ["image_only"], "fusions": ["late"]}, "'modes' has no ensemble to fuse"),
-    ({"train": {"covariate_dropout": 1.5}}, "'train': invalid training option covariate_dropout=1.5"),
+    ({"train": {"covariate_dropout": 1.5}}, r"x.yaml: train.covariate_dropout: 1.5 is not a number in \[0, 1\)"),
     ({"cohort": {"phantom": {"kind": "hip", "n": 40, "information": "equal"}}},
      "cohort.phantom.information must be one of image_led, balanced"),
 ])
 def test_fusion_mistakes_are_clear_errors(changes, message):
     with pytest.raises(OsteoInputError, match=message):
         parse_experiment(config_with(**changes), source="x.yaml")
+
+
+@pytest.mark.parametrize("train, message", [
+    ("{epochs: two}", r"/demo.yaml: train.epochs: 'two' is not an integer in \[1, inf\)$"),
+    ("{epochs: 2.5}", r"/demo.yaml: train.epochs: 2.5 is not an integer in \[1, inf\)$"),
+    ("{image_size: big}", r"/demo.yaml: train.image_size: 'big' is not an integer in \[32, inf\)$"),
+    ("{learning_rate: fast}", r"/demo.yaml: train.learning_rate: 'fast' is not a number in \(0, inf\)$"),
+    ("{patience: [5]}", r"/demo.yaml: train.patience: \[5\] is not an integer in \[1, inf\)$"),
+    ("{momentum: 1}", r"/demo.yaml: train.momentum: 1 is not a number in \[0, 1\)$"),
+    ("{deterministic: yes please}", r"/demo.yaml: train.deterministic: 'yes please' is not true or false$"),
+    ("{weights: 5}", r"/demo.yaml: train.weights: 5 is not a weights name or path"),
+    ("{precision: fp16}", r"/demo.yaml: train.precision: 'fp16' is not a valid choice; choose one of: auto"),
+])
+def test_train_options_of_the_wrong_type_name_the_file_and_key_path(tmp_path, train, message):
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in VALID.items() if k != "train"}) + f"train: {train}\n")
+    with pytest.raises(OsteoInputError, match=message):
+        load_experiment(path)
+
+
+def test_train_deterministic_is_an_option_that_reaches_every_fit():
+    config = parse_experiment(config_with(train={**VALID["train"], "deterministic": True}))
+    assert config.train_config("resnet18", "ensemble", 7).deterministic is True
+    assert config.hash() != parse_experiment(VALID).hash()  # it changes results: part of the hash
+    assert parse_experiment(yaml.safe_load(yaml.safe_dump(config.to_dict()))).train["deterministic"] is True
+
+
+PHANTOM = VALID["cohort"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"description": ["a"]}, r"^x.yaml: 'description' must be text, got \['a'\]$"),
+    ({"cohort": {"manifest": 5}}, "^x.yaml: cohort.manifest must be the path of a CSV manifest, got 5$"),
+    ({"cohort": {"phantom": {"kind": ["hip"]}}}, r"^x.yaml: cohort.phantom.kind must be hip or dental, got \['hip'\]$"),
+    ({"split": {"kind": "random", "ratios": [8, 1, float("inf")]}}, "^x.yaml: split.ratios must be a list of 3 positive"),
+    ({"cohort": {**PHANTOM, "manifest_config": {"columns": {"age": 5}}}},
+     "^x.yaml: cohort.manifest_config.columns.age: must be a non-empty column name, got 5$"),
+    ({"cohort": {**PHANTOM, "manifest_config": {"min_image_size": 0}}},
+     "^x.yaml: cohort.manifest_config.min_image_size: must be a whole number of pixels >= 1"),
+    ({"cohort": {**PHANTOM, "manifest_config": {"colums": {}}}},
+     "^x.yaml: cohort.manifest_config: unknown option.s. 'colums'"),
+    ({"cohort": {**PHANTOM, "manifest_config": "cols.yaml"}},
+     "^x.yaml: cohort.manifest_config: must be a mapping of options, got 'cols.yaml'$"),
+])
+def test_other_sections_of_the_wrong_type_name_the_file_and_key(changes, message):
+    with pytest.raises(OsteoInputError, match=message):
+        parse_experiment(config_with(**changes), source="x.yaml")
+
+
+def test_embedded_manifest_config_min_image_size_keeps_the_hash_at_its_default():
+    plain = parse_experiment(config_with(cohort={**PHANTOM, "manifest_config": {}}))
+    default = parse_experiment(config_with(cohort={**PHANTOM, "manifest_config": {"min_image_size": 32}}))
+    smaller = parse_experiment(config_with(cohort={**PHANTOM, "manifest_config": {"min_image_size": 16}}))
+    assert default.hash() == plain.hash() != smaller.hash()
+    assert smaller.manifest_config["min_image_size"] == 16 and "min_image_size" not in plain.manifest_config

@@ -79,7 +79,7 @@ def test_a_worker_killed_mid_fit_is_retried_and_recorded_once(ray_session, tmp_p
                     os._exit(1)
 
             original = training.callbacks
-            training.callbacks = lambda run_dir, train_config: [*original(run_dir, train_config), Die()]
+            training.callbacks = lambda *args: [*original(*args), Die()]
         return training.train(manifest, run, *args, **kwargs)
 
     records = run_experiment(config, out, executor=RayExecutor(max_retries=2), fit_function=dies_after_first_epoch_once)

@@ -2,6 +2,7 @@
 
 import base64
 import http.server
+import io
 import json
 import threading
 
@@ -10,10 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from osteo_tf.data.images import read_image
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.serving.client import (RestClient, ServingError, encode_instance, parse_predict_response,
                                      predict_request, signature_inputs)
-from osteo_tf.serving.predict import predict_manifest
+from osteo_tf.serving.predict import encode_png, predict_manifest
 
 INPUTS = {"image_bytes": "string", "age": "float32", "sex": "string", "bmi": "float32", "hip_fracture_history": "string"}
 # GET /v1/models/osteo/metadata, as TF Serving answers it (GetModelMetadataResponse as JSON).
@@ -58,8 +60,11 @@ class FakeServer(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append(("POST", self.path, body))
-        if any(i["sex"] == "X" for i in body["instances"]):
-            return self._reply(400, {"error": "assertion failed: [input sex: unknown value(s)] [X]"})
+        empty = [k for k, i in enumerate(body["instances"]) if i["hip_fracture_history"] == ""]
+        if empty:  # as the serving graph words it (TF Serving passes the text on)
+            named = ", ".join(f"instance {k}" for k in empty)
+            return self._reply(400, {"error": f"assertion failed: [input hip_fracture_history: value missing "
+                                              f"(empty string) in {named}]"})
         self._reply(200, {"predictions": [{"probability": 0.25 * (k % 4), "label": int(k % 4 >= 2)}
                                           for k, _ in enumerate(body["instances"])]})
 
@@ -88,7 +93,7 @@ def server():
 def manifest(tmp_path):
     rows = []
     for i in range(5):
-        Image.fromarray(np.full((8, 8), 10 * i, np.uint8)).save(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((32, 32), 10 * i, np.uint8)).save(tmp_path / f"{i}.png")
         rows.append({"image": f"{i}.png", "patient_id": f"P{i}", "age": 60 + i, "sex": "F", "height_cm": 160,
                      "weight_kg": 50 + i, "hip_fracture_history": "no"})
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
@@ -102,27 +107,43 @@ def test_predict_via_rest(server, manifest, tmp_path):
     _, path, body = FakeServer.seen[1]
     assert path == "/v1/models/osteo/versions/3:predict" and body["signature_name"] == "serving_default"
     first = body["instances"][0]
-    assert base64.b64decode(first["image_bytes"]["b64"]) == (tmp_path / "0.png").read_bytes()
+    sent = np.asarray(Image.open(io.BytesIO(base64.b64decode(first["image_bytes"]["b64"]))))
+    assert np.array_equal(sent, read_image(tmp_path / "0.png"))  # as training reads it (8-bit stays 8-bit)
     assert first["bmi"] == pytest.approx(50 / 1.6 ** 2) and first["age"] == 60.0 and first["sex"] == "F"
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["image", "patient_id", "probability", "label"]
     assert result["probability"].tolist() == [0.0, 0.25, 0.0, 0.25, 0.0]
 
 
-def test_server_errors_are_passed_on(server, manifest, tmp_path):
+def test_server_refusals_name_the_manifest_line(server, manifest, tmp_path):
     table = pd.read_csv(manifest)
-    table.loc[1, "sex"] = "X"
+    table.loc[1, "hip_fracture_history"] = None  # the client cannot know whether the model imputes it
     table.to_csv(manifest, index=False)
-    with pytest.raises(ServingError, match=r"HTTP 400: .*input sex: unknown value"):
+    with pytest.raises(ServingError, match=r"m\.csv, line 3 \(1\.png\) = instance 1: .*HTTP 400: .*"
+                                           r"hip_fracture_history: value missing \(empty string\) in instance 1"):
         predict_manifest(manifest, tmp_path / "p.csv", server=server)
     assert RestClient(server, "osteo", label="stable").model_url.endswith("/v1/models/osteo/labels/stable")
 
 
-def test_manifest_problems_are_reported_before_any_request(server, manifest, tmp_path):
-    table = pd.read_csv(manifest)
-    table["age"] = table["age"].astype(object)
+def test_manifest_problems_are_reported_by_line_before_any_request(server, manifest, tmp_path):
+    table = pd.read_csv(manifest).astype(object)
     table.loc[2, "age"] = "seventy"
-    table.drop(columns=["hip_fracture_history"]).to_csv(manifest, index=False)
-    with pytest.raises(OsteoInputError, match=r"(?s)'age': not a number on line\(s\) 4.*'hip_fracture_history' is missing"):
+    table.loc[1, "sex"] = "X"
+    table.loc[3, "sex"] = "X"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(OsteoInputError) as raised:
+        predict_manifest(manifest, tmp_path / "p.csv", server=server)
+    message = str(raised.value)
+    assert "has 3 problems" in message
+    for line in (3, 5):
+        assert f"m.csv, line {line}, column 'sex': 'X' is not a valid sex code" in message
+    assert "m.csv, line 4, column 'age': 'seventy' is not a number" in message
+    assert [m for m, _, _ in FakeServer.seen] == ["GET"]  # metadata only: no prediction request
+
+
+def test_a_column_the_model_takes_is_required(server, manifest, tmp_path):
+    pd.read_csv(manifest).drop(columns=["hip_fracture_history"]).to_csv(manifest, index=False)
+    with pytest.raises(OsteoInputError, match=r"m\.csv, line 1: column 'hip_fracture_history' not found: the model "
+                                              r"takes 'hip_fracture_history'"):
         predict_manifest(manifest, tmp_path / "p.csv", server=server)
     assert [m for m, _, _ in FakeServer.seen] == ["GET"]
 
@@ -130,13 +151,26 @@ def test_manifest_problems_are_reported_before_any_request(server, manifest, tmp
 def test_empty_cells_are_sent_as_missing_for_the_model_to_judge(server, manifest, tmp_path):
     table = pd.read_csv(manifest)
     table.loc[1, "age"] = None
-    table.loc[1, "hip_fracture_history"] = None
+    table.loc[1, "sex"] = None
     table.to_csv(manifest, index=False)
     predict_manifest(manifest, tmp_path / "p.csv", server=server)
     second = FakeServer.seen[1][2]["instances"][1]
-    assert np.isnan(second["age"]) and second["hip_fracture_history"] == ""  # never filled in by the client
+    assert np.isnan(second["age"]) and second["sex"] == ""  # never filled in by the client
 
 
 def test_unreachable_server(manifest, tmp_path):
     with pytest.raises(ServingError, match="cannot reach TF Serving"):
         predict_manifest(manifest, tmp_path / "p.csv", server="http://127.0.0.1:9")
+
+
+def test_dicom_is_decoded_by_the_client_and_sent_as_16_bit_png(server, manifest, tmp_path, write_dicom):
+    write_dicom(tmp_path / "x.dcm", np.arange(40 * 36, dtype=np.uint16).reshape(40, 36) * 7, "MONOCHROME1",
+                RescaleSlope=0.5, RescaleIntercept=-1024)
+    table = pd.read_csv(manifest)
+    table.loc[0, "image"] = "x.dcm"
+    table.to_csv(manifest, index=False)
+    predict_manifest(manifest, tmp_path / "p.csv", server=server)
+    sent = base64.b64decode(FakeServer.seen[1][2]["instances"][0]["image_bytes"]["b64"])
+    assert sent == encode_png(read_image(tmp_path / "x.dcm"))
+    pixels = np.asarray(Image.open(io.BytesIO(sent)))
+    assert pixels.dtype == np.uint16 and pixels.shape == (40, 36) and pixels[0, 0] == 65535  # MONOCHROME1 inverted

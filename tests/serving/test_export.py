@@ -1,4 +1,4 @@
-"""Export → SavedModel → serving signature on raw PNG bytes and raw covariates (one tiny run, 32 px, 1 epoch)."""
+"""Export → SavedModel → serving signature on raw PNG bytes and raw covariates (conftest.py's ``exported`` run)."""
 
 import base64
 import http.server
@@ -21,14 +21,11 @@ from osteo_tf.cli import main
 from osteo_tf.data.covariates import CovariateEncoder
 from osteo_tf.data.manifest import read_manifest
 from osteo_tf.data.pipeline import load_image
-from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.evaluation.threshold import select_threshold
 from osteo_tf.io import read_json
 from osteo_tf.models import get_backbone_spec, normalize_images
 from osteo_tf.evaluation.evaluate import evaluate
 from osteo_tf.serving.archive import _move_into_place, export_run
-from osteo_tf.training.train import train
 
 N_REQUEST = 8  # manifest rows sent through the signature
 FRESH_PROCESS = textwrap.dedent("""
@@ -58,18 +55,6 @@ FRESH_PROCESS = textwrap.dedent("""
         except SystemExit as stop:
             assert not stop.code, stop.code
 """)
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("deploy")
-    manifest = make_cohort("hip", 80, root / "phantom", seed=1, image_size=32)
-    run = train(manifest, root / "run", backbone="resnet18", mode="ensemble", image_size=32, epochs=1,
-                batch_size=16, learning_rate=0.01, verbose=0)
-    record = select_threshold(run.path, "youden")
-    assert main(["export", "--run", str(run.path), "--root", str(root / "saved_models"), "--version", "1"]) == 0
-    return {"root": root, "manifest": manifest, "run": run, "model": root / "saved_models" / "osteo" / "1",
-            "threshold": record["threshold"]}
 
 
 @pytest.fixture(scope="module")
@@ -164,24 +149,39 @@ def test_saved_model_cli_lists_the_signature(fresh_process):
 
 
 @pytest.mark.parametrize("name, bad, message", [
-    ("image_bytes", [b"not an image"] * N_REQUEST, "input image_bytes: not a PNG or JPEG"),
-    ("sex", ["F", "X"] * (N_REQUEST // 2), "input sex: unknown value"),
-    ("sex", ["F", ""] * (N_REQUEST // 2), "input sex: value missing"),
-    ("hip_fracture_history", ["maybe"] * N_REQUEST, "input hip_fracture_history: unknown value"),
-    ("age", [np.nan] + [70.0] * (N_REQUEST - 1), "input age: value missing (NaN)"),
-    ("bmi", [250.0] * N_REQUEST, "input bmi: value(s) outside the plausible range"),
+    ("image_bytes", [b"not an image"] * 2 + [None] * (N_REQUEST - 2),
+     "input image_bytes: not a PNG or JPEG image (no PNG/JPEG file signature) in instance 0, instance 1]"),
+    ("sex", ["F", "X"] * (N_REQUEST // 2), "input sex: unknown value in instance 1 (X), instance 3 (X), "
+                                            "instance 5 (X), instance 7 (X); accepted (any case): f, female, m, male]"),
+    ("sex", ["F", ""] * (N_REQUEST // 2), "input sex: value missing (empty string) in instance 1, instance 3, "
+                                           "instance 5, instance 7]"),
+    ("hip_fracture_history", ["no"] * (N_REQUEST - 1) + ["maybe"],
+     "input hip_fracture_history: unknown value in instance 7 (maybe); accepted"),
+    ("age", [np.nan] + [70.0] * (N_REQUEST - 1), "input age: value missing (NaN) in instance 0]"),
+    ("bmi", [22.0] * (N_REQUEST - 1) + [250.5],
+     "input bmi: value outside the plausible range 10 to 70 in instance 7 (250.5)]"),
     ("age", [70.0, 71.0], "different batch lengths"),
 ])
-def test_bad_requests_name_the_input(serve, raw_requests, name, bad, message):
+def test_bad_requests_name_the_input_and_each_bad_instance(serve, raw_requests, name, bad, message):
+    if name == "image_bytes":
+        bad = [b if b is not None else good for b, good in zip(bad, raw_requests[name].numpy())]
     dtype = tf.string if name in ("image_bytes", "sex", "hip_fracture_history") else tf.float32
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
         serve(**{**raw_requests, name: tf.constant(bad, dtype)})
+    assert message in raised.value.message
 
 
-def test_truncated_png_and_missing_covariate_name_the_input(serve, raw_requests):
-    truncated = raw_requests["image_bytes"].numpy()[0][:60]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes"):
-        serve(**{**raw_requests, "image_bytes": tf.constant([truncated] * N_REQUEST)})
+def test_a_corrupt_image_in_a_batch_is_named_by_its_instance(serve, raw_requests):
+    encoded = raw_requests["image_bytes"].numpy().tolist()
+    encoded[3] = encoded[3][:60]  # the PNG signature and header, then the body cut short
+    encoded[5] = encoded[5][:-30] + bytes(30)  # the end (IDAT / IEND chunks) overwritten
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        serve(**{**raw_requests, "image_bytes": tf.constant(encoded)})
+    assert ("input image_bytes: bytes that do not decode as an image (corrupt or truncated PNG/JPEG data) "
+            "in instance 3, instance 5]") in raised.value.message
+
+
+def test_a_missing_input_is_refused_by_name(serve, raw_requests):
     with pytest.raises(TypeError, match="age"):
         serve(**{k: v for k, v in raw_requests.items() if k != "age"})
 

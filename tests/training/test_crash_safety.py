@@ -58,18 +58,16 @@ def _wait_for(predicate, process, seconds):
     return False
 
 
-def test_killed_train_is_not_a_complete_run(tmp_path, capsys):
-    manifest = make_cohort("hip", 40, tmp_path / "cohort", seed=3, image_size=32)
-    run = tmp_path / "run"
-    command = [sys.executable, "-m", "osteo_tf.cli", "train", "--manifest", str(manifest), "--out", str(run),
-               "--backbone", "resnet18", "--mode", "ensemble", "--image-size", "32", "--epochs", "500",
-               "--patience", "500", "--batch-size", "4", "--verbose", "0"]
+def _kill_after_epochs(command: list[str], history: Path, epochs: int) -> None:
+    """Runs ``command`` and SIGKILLs it inside the epoch after the first ``epochs`` finished ones."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        history = run / "history.csv"
-        started = _wait_for(lambda: history.is_file() and len(history.read_text().splitlines()) >= 2, process, 240)
-        assert started, process.stderr.read()[-3000:] if process.poll() is not None else "no epoch finished in time"
-        time.sleep(0.4)  # somewhere inside the next epoch
+        rows = lambda: len(history.read_text().splitlines()) - 1 if history.is_file() else 0  # noqa: E731
+        started = _wait_for(lambda: rows() >= epochs - 1, process, 240)
+        begun = time.monotonic()
+        finished = started and _wait_for(lambda: rows() >= epochs, process, 240)
+        assert finished, process.stderr.read()[-3000:] if process.poll() is not None else "no epoch finished in time"
+        time.sleep(min(0.3, (time.monotonic() - begun) / 3))  # somewhere inside the next epoch
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -77,6 +75,18 @@ def test_killed_train_is_not_a_complete_run(tmp_path, capsys):
             process.kill()
             process.wait()
     assert process.returncode == -signal.SIGKILL
+
+
+def test_killed_train_is_incomplete_and_resumes_to_the_uninterrupted_run(tmp_path, capsys):
+    """Kill ``osteo train --deterministic`` inside epoch 3, rerun the command: history, metrics and
+    predictions equal those of a fit never interrupted (CPU, op determinism)."""
+    manifest = make_cohort("hip", 40, tmp_path / "cohort", seed=3, image_size=32)
+    run = tmp_path / "run"
+    options = ["--manifest", str(manifest), "--backbone", "resnet18", "--mode", "ensemble", "--image-size", "32",
+               "--epochs", "5", "--patience", "3", "--batch-size", "4", "--verbose", "0", "--deterministic",
+               "--covariate-dropout", "0.3"]  # dropout and withholding: random layers must resume too
+    command = [sys.executable, "-m", "osteo_tf.cli", "train", "--out", str(run), *options]
+    _kill_after_epochs(command, run / "history.csv", 2)
 
     assert not RunDir(run).is_complete and not (run / "model.keras").exists()
     assert main(["evaluate", "--run", str(run)]) == 2
@@ -87,10 +97,20 @@ def test_killed_train_is_not_a_complete_run(tmp_path, capsys):
 
     # Whatever the killed run left under its final names is whole (temporaries aside).
     table = pd.read_csv(run / "history.csv")
-    assert len(table) >= 1 and table["epoch"].tolist() == list(range(len(table)))
+    assert len(table) >= 2 and table["epoch"].tolist() == list(range(len(table)))
     json.loads((run / "config.json").read_text())
     json.loads((run / "covariate_encoder.json").read_text())
     assert len(pd.read_csv(run / "splits.csv")) == 40
     assert RunDir(run).load_model(run / "checkpoints" / "best.keras") is not None
     for leftover in Path(run).rglob("*"):
         assert leftover.name.startswith(".") or ".tmp-" not in leftover.name
+
+    quiet = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as on a user's machine
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=quiet)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the unfinished run" in resumed.stdout and "resuming at epoch" in resumed.stdout
+    assert resumed.stderr.strip() == "", resumed.stderr[-3000:]  # no TensorFlow / Keras start-up or fit warnings
+    assert main(["train", "--out", str(tmp_path / "straight"), *options]) == 0
+    for name in ("history.csv", "predictions.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(run / name), pd.read_csv(tmp_path / "straight" / name), rtol=0, atol=0)
+    assert json.loads((run / "metrics.json").read_text()) == json.loads((tmp_path / "straight" / "metrics.json").read_text())

@@ -66,6 +66,30 @@ def test_evaluate_on_an_external_cohort(ensemble_run, tmp_path):
     assert json.loads((ensemble_run.path / "evaluation_external_manifest.json").read_text())["n"] == 30  # kept
 
 
+def _one_class(manifest, out):
+    """The manifest with every T-score at −3.0 (all osteoporosis), beside its images."""
+    table = pd.read_csv(manifest)
+    table["t_score"], table["label"] = -3.0, 1
+    path = manifest.parent / f"{out}.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_one_class_cohorts_are_refused_before_anything_is_written(phantom, ensemble_run, tmp_path, capsys):
+    from osteo_tf.cli import main
+
+    manifest = _one_class(phantom, "all_osteoporosis")
+    assert main(["train", "--manifest", str(manifest), "--out", str(tmp_path / "run"), "--backbone", "resnet18"]) == 2
+    assert not (tmp_path / "run").exists()
+    assert main(["experiment", "demo", "--manifest", str(manifest), "--out", str(tmp_path / "exp")]) == 2
+    assert not (tmp_path / "exp" / "runs").exists()
+    assert main(["evaluate", "--run", str(ensemble_run.path), "--manifest", str(manifest)]) == 2
+    errors = capsys.readouterr().err
+    assert errors.count(f"manifest {manifest} has one class only: 120 osteoporosis and 0 non-osteoporosis rows "
+                        "(labels from column 't_score' (1 = T-score ≤ -2.5) and column 'label')") == 3
+    assert "Traceback" not in errors
+
+
 @pytest.mark.parametrize("mode", ["image_only", "covariates_only"])
 def test_other_modes_train(phantom, tmp_path, mode):
     run = train(phantom, tmp_path / mode, mode=mode, **TINY)

@@ -6,7 +6,10 @@ read ``cohort.csv, line 7, column 'age': 'abc' is not a number (expected years, 
 Nothing is silently dropped or defaulted; only lines whose cells are all empty (blank
 lines, spreadsheet rows of bare commas) are skipped, and line numbers still count them.
 Plausible ranges: age 0–120 years, BMI 10–70 kg/m² (also when derived), height 50–250 cm,
-weight 10–350 kg, T-score −10 to +10.
+weight 10–350 kg, T-score −10 to +10. Each image (or its ROI crop, when the row has one) must
+be at least ``ManifestConfig.min_image_size`` pixels on its shorter side (default 32, the
+models' smallest input): ``cohort.csv, line 4, column 'image': img/a.png is 1×1 px; images
+must be at least 32×32 px (ManifestConfig.min_image_size)``.
 
 The returned table has canonical column names whatever the user's names were:
 
@@ -59,13 +62,13 @@ import pandas as pd
 from osteo_tf.data.exclusions import exclusion_table, ManifestCheck
 from osteo_tf.data.manifest.cells import _build_covariates, _build_ids, _build_labels, _build_roi, _Rows
 from osteo_tf.data.manifest.checks import _build_images, _check_duplicates, _check_patient_sex
-from osteo_tf.data.manifest.config import ManifestConfig, ROI_COLUMNS, ROI_POINT_COLUMNS
+from osteo_tf.data.manifest.config import ManifestConfig, ManifestConfigError, ROI_COLUMNS, ROI_POINT_COLUMNS
 from osteo_tf.data.manifest.problems import _Problems
 from osteo_tf.data.manifest.table import _map_columns, _read_table, _Table
 from osteo_tf.data.manifest.config import COVARIATES, DEFAULT_SEX_CODES, ManifestColumns  # noqa: F401 (re-exported)
 
 __all__ = ["COVARIATES", "DEFAULT_SEX_CODES", "ManifestCheck", "ManifestColumns", "ManifestConfig",
-           "check_manifest", "present_columns", "read_manifest"]
+           "ManifestConfigError", "check_manifest", "present_columns", "read_manifest"]
 
 
 # ------------------------------------------------------------------------------ public

@@ -1,4 +1,4 @@
-"""Image files (existence, readability, ROI inside the image) and cross-row checks (duplicates, patient sex)."""
+"""Image files (existence, readability, size, ROI inside the image) and cross-row checks (duplicates, patient sex)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from osteo_tf.data import images
 from osteo_tf.data.manifest.cells import _roi_note, _Rows
-from osteo_tf.data.manifest.config import _INVALID, ROI_COLUMNS
+from osteo_tf.data.manifest.config import _INVALID, ManifestConfig, ROI_COLUMNS
 from osteo_tf.data.manifest.problems import _format_lines, _show
 from osteo_tf.errors import OsteoInputError
 
@@ -28,7 +28,7 @@ def _build_images(rows: _Rows, roi: Mapping[str, list[Any]]) -> list[Any]:
             continue
         box = tuple(roi[c][i] for c in ROI_COLUMNS) if roi else None
         try:
-            out.append(_check_image(base, raw, box, rows.config.check_images))
+            out.append(_check_image(base, raw, box, rows.config))
         except _ImageProblem as exc:
             note = _roi_note(rows, roi, i) if exc.reason == "ROI outside the image" else ""
             rows.problems.add(f"{exc}{note}", lines=(line,), column=col, reason=exc.reason)
@@ -44,8 +44,18 @@ class _ImageProblem(OsteoInputError):
         self.reason = reason
 
 
-def _check_image(base: Path, raw: str, box: tuple[Any, ...] | None, decode: bool) -> str:
-    """Resolve ``raw`` against ``base``, check the file (and ROI fit); return the path."""
+def _check_image(base: Path, raw: str, box: tuple[Any, ...] | None, config: ManifestConfig) -> str:
+    """Resolve ``raw`` against ``base``, check the file, ROI fit and size; return the path.
+
+    Args:
+        base: the manifest's folder.
+        raw: the image cell as written.
+        box: the row's ROI ``(x, y, w, h)``, or None / non-int cells when it has none.
+        config: ``check_images`` (decode the whole file) and ``min_image_size``.
+
+    Raises:
+        _ImageProblem: with the message and the short reason for the exclusion report.
+    """
     try:
         path = (base / raw).resolve()
     except (OSError, ValueError, RuntimeError) as exc:
@@ -55,7 +65,7 @@ def _check_image(base: Path, raw: str, box: tuple[Any, ...] | None, decode: bool
         raise _ImageProblem(f"image file not found: {path}{_path_hint(raw, base)}",
                             "image not found")
     try:
-        size = images.verify_image(path) if decode else images.image_size(path)
+        size = images.verify_image(path) if config.check_images else images.image_size(path)
     except OsteoInputError as exc:
         raise _ImageProblem(str(exc), "image unreadable or unsupported") from exc
     if box is not None and all(isinstance(v, int) for v in box):
@@ -63,7 +73,20 @@ def _check_image(base: Path, raw: str, box: tuple[Any, ...] | None, decode: bool
             images.check_roi(path, box, size)  # type: ignore[arg-type]
         except OsteoInputError as exc:
             raise _ImageProblem(str(exc), "ROI outside the image") from exc
+        what = f"{raw}: the ROI box (x={box[0]}, y={box[1]}, w={box[2]}, h={box[3]})"
+        _check_size(what, box[2:], config.min_image_size, roi=True)
+    else:
+        _check_size(raw, size, config.min_image_size, roi=False)
     return str(path)
+
+
+def _check_size(what: str, size: tuple[Any, ...], minimum: int, roi: bool) -> None:
+    """Refuse an image, or ROI crop, of ``size`` (width, height) below ``minimum`` px on its shorter side."""
+    width, height = size
+    if min(width, height) < minimum:
+        kind = "ROI crops" if roi else "images"
+        raise _ImageProblem(f"{what} is {width}×{height} px; {kind} must be at least {minimum}×{minimum} px "
+                            "(ManifestConfig.min_image_size)", "ROI too small" if roi else "image too small")
 
 
 def _exists(path: Path) -> bool:

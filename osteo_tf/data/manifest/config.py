@@ -1,14 +1,17 @@
-"""Manifest options (column names, sex codes, required covariates, ROI, threshold) and plausible ranges."""
+"""Manifest options (column names, sex codes, required covariates, ROI, threshold, smallest image) and plausible ranges."""
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from osteo_tf.data.images import MIN_IMAGE_SIZE
 from osteo_tf.errors import OsteoInputError
 
 
@@ -58,6 +61,32 @@ _RANGES = {
 # ------------------------------------------------------------------------------ config
 
 
+class ManifestConfigError(OsteoInputError):
+    """A bad manifest-config value, at ``key`` (its path in the config, e.g. ``columns.age``;
+    "" for the config as a whole).
+
+    ``str(error)`` reads ``manifest config: columns.age: must be …``; the reader of a file
+    names the file instead with :meth:`at` (``cohort.yaml: columns.age: must be …``).
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key, self.problem = key, problem
+        super().__init__(self.at("manifest config: "))
+
+    def at(self, where: str, parent: str = "") -> str:
+        """The message as given at ``where`` (e.g. ``"cohort.yaml: "``), under the key ``parent``.
+
+        Args:
+            where: the source and ": ", or "".
+            parent: the key path the config sits at in its file (``cohort.manifest_config``).
+
+        Returns:
+            ``"WHERE PARENT.KEY: problem"``.
+        """
+        key = ".".join(k for k in (parent, self.key) if k)
+        return f"{where}{key}: {self.problem}" if key else f"{where}{self.problem}"
+
+
 @dataclass(frozen=True)
 class ManifestColumns:
     """The user's column name for each canonical column (defaults = the data contract)."""
@@ -83,19 +112,15 @@ class ManifestColumns:
         for f in fields(self):
             name = getattr(self, f.name)
             if not isinstance(name, str) or not name.strip():
-                raise OsteoInputError(
-                    f"manifest config: columns.{f.name} must be a non-empty column name, "
-                    f"got {name!r}"
-                )
+                raise ManifestConfigError(f"columns.{f.name}",
+                                          f"must be a non-empty column name, got {name!r}")
             object.__setattr__(self, f.name, name.strip())
         names = self.as_dict()
         for user in set(names.values()):
             canon = [c for c, u in names.items() if u == user]
             if len(canon) > 1:
-                raise OsteoInputError(
-                    f"manifest config: columns {', '.join(canon)} all map to the same "
-                    f"column {user!r}; give each its own column"
-                )
+                raise ManifestConfigError("columns", f"{', '.join(canon)} all map to the same "
+                                          f"column {user!r}; give each its own column")
 
     def as_dict(self) -> dict[str, str]:
         """Canonical name → user's column name."""
@@ -107,7 +132,7 @@ class ManifestColumns:
         if d is None:
             return cls()
         if not isinstance(d, Mapping):
-            raise OsteoInputError(f"manifest config: columns must be a mapping, got {d!r}")
+            raise ManifestConfigError("columns", f"must be a mapping of column names, got {d!r}")
         _reject_unknown("columns", d, [f.name for f in fields(cls)])
         return cls(**{str(k): v for k, v in d.items()})
 
@@ -134,6 +159,13 @@ class ManifestConfig:
             the box is centred on the point.
         allow_missing: required covariate columns may have empty cells (NaN), to be imputed
             from the training rows (``--impute median``); otherwise each is a problem.
+        min_image_size: smallest side in pixels of an image, or of its ROI crop when the row
+            has one (default :data:`~osteo_tf.data.images.MIN_IMAGE_SIZE`, 32: the models'
+            smallest input); a smaller one is a row problem ("image too small" / "ROI too
+            small"). 1 turns the check off.
+
+    Raises:
+        ManifestConfigError: a value of the wrong type or out of range, naming its key.
     """
 
     columns: ManifestColumns = field(default_factory=ManifestColumns)
@@ -146,37 +178,40 @@ class ManifestConfig:
     roi_size: tuple[int, int] = (250, 400)
     roi_anchor: str = "below"
     allow_missing: bool = False
+    min_image_size: int = MIN_IMAGE_SIZE
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ManifestColumns):
-            raise OsteoInputError("manifest config: columns must be a ManifestColumns")
+            raise ManifestConfigError("columns", f"must be a ManifestColumns, got {self.columns!r}")
         object.__setattr__(self, "sex_codes", _merge_sex_codes(self.sex_codes))
         object.__setattr__(self, "required", _check_required(self.required))
-        if not isinstance(self.check_images, bool):
-            raise OsteoInputError(
-                f"manifest config: check_images must be true or false, got {self.check_images!r}"
-            )
+        for name in ("check_images", "allow_missing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ManifestConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
         t = self.t_score_threshold
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-            raise OsteoInputError(
-                f"manifest config: t_score_threshold must be a number (e.g. -2.5), got {t!r}"
-            )
+            raise ManifestConfigError("t_score_threshold", f"must be a number (e.g. -2.5), got {t!r}")
         object.__setattr__(self, "roi_size", _check_roi_size(self.roi_size))
-        if self.roi_anchor not in ROI_ANCHORS:
-            raise OsteoInputError(f"manifest config: roi_anchor must be one of "
-                                  f"{', '.join(ROI_ANCHORS)}, got {self.roi_anchor!r}")
-        if not isinstance(self.allow_missing, bool):
-            raise OsteoInputError(f"manifest config: allow_missing must be true or false, "
-                                  f"got {self.allow_missing!r}")
+        if not isinstance(self.roi_anchor, str) or self.roi_anchor not in ROI_ANCHORS:
+            raise ManifestConfigError("roi_anchor", f"must be one of {', '.join(ROI_ANCHORS)}, "
+                                      f"got {self.roi_anchor!r}")
+        object.__setattr__(self, "min_image_size", _check_min_image_size(self.min_image_size))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form that :meth:`from_dict` reads back (saved in a run's config)."""
-        return {
+        """JSON-able form that :meth:`from_dict` reads back (saved in a run's config).
+
+        ``min_image_size`` is left out at its default, so a run or experiment configured
+        before it existed keeps its settings (and hash).
+        """
+        values = {
             "columns": self.columns.as_dict(), "sex_codes": dict(self.sex_codes),
             "required": list(self.required), "check_images": self.check_images,
             "t_score_threshold": self.t_score_threshold, "roi_size": list(self.roi_size),
             "roi_anchor": self.roi_anchor, "allow_missing": self.allow_missing,
         }
+        if self.min_image_size != MIN_IMAGE_SIZE:
+            values["min_image_size"] = self.min_image_size
+        return values
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ManifestConfig:
@@ -188,34 +223,57 @@ class ManifestConfig:
         if d is None:
             return cls()
         if not isinstance(d, Mapping):
-            raise OsteoInputError(f"manifest config must be a mapping, got {d!r}")
-        _reject_unknown("manifest", d, [f.name for f in fields(cls)])
+            raise ManifestConfigError("", f"must be a mapping of options, got {d!r}")
+        _reject_unknown("", d, [f.name for f in fields(cls)])
         kwargs = {str(k): v for k, v in d.items()}
         if "columns" in kwargs:
             kwargs["columns"] = ManifestColumns.from_dict(kwargs["columns"])
         return cls(**kwargs)
 
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> ManifestConfig:
+        """Read a manifest-config YAML file (``--manifest-config``); an empty file is the defaults.
+
+        Args:
+            path: the YAML file, a mapping as :meth:`from_dict` takes.
+
+        Raises:
+            OsteoInputError: the file is missing, unreadable or not YAML, or a value is bad;
+                the message names the file and the key (``cohort.yaml: columns.age: …``).
+        """
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise OsteoInputError(f"manifest config {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise OsteoInputError(f"manifest config {path} is not valid YAML: {error}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise OsteoInputError(f"manifest config {path} cannot be read as UTF-8 text ({error})") from None
+        try:
+            return cls.from_dict({} if values is None else values)
+        except ManifestConfigError as error:
+            raise OsteoInputError(error.at(f"{path}: ")) from None
+
 
 def _reject_unknown(section: str, d: Mapping[Any, Any], valid: Sequence[str]) -> None:
     unknown = [str(k) for k in d if str(k) not in valid]
     if unknown:
-        raise OsteoInputError(
-            f"{section} config: unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"valid options: {', '.join(valid)}"
-        )
+        raise ManifestConfigError(section, f"unknown option(s) {', '.join(map(repr, unknown))}; "
+                                           f"valid options: {', '.join(valid)}")
 
 
 def _merge_sex_codes(codes: Mapping[Any, Any]) -> Mapping[str, str]:
     """Defaults + user codes, keys stripped/lower-cased (YAML may give int keys)."""
     if not isinstance(codes, Mapping):
-        raise OsteoInputError(f"manifest config: sex_codes must be a mapping, got {codes!r}")
+        raise ManifestConfigError("sex_codes", f"must be a mapping of codes to F or M, got {codes!r}")
     merged = dict(DEFAULT_SEX_CODES)
     for key, value in codes.items():
         sex = str(value).strip().upper()
         if sex not in ("F", "M"):
-            raise OsteoInputError(
-                f"manifest config: sex_codes[{key!r}] must be 'F' or 'M', got {value!r}"
-            )
+            raise ManifestConfigError(f"sex_codes.{key}", f"must be 'F' or 'M', got {value!r}")
         merged[str(key).strip().lower()] = sex
     return MappingProxyType(merged)
 
@@ -224,23 +282,26 @@ def _check_roi_size(size: Any) -> tuple[int, int]:
     ok = (isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2
           and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size))
     if not ok:
-        raise OsteoInputError(f"manifest config: roi_size must be [width, height] in whole "
-                              f"pixels > 0 (e.g. [250, 400]), got {size!r}")
+        raise ManifestConfigError("roi_size", f"must be [width, height] in whole pixels > 0 "
+                                              f"(e.g. [250, 400]), got {size!r}")
     return int(size[0]), int(size[1])
 
 
+def _check_min_image_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ManifestConfigError("min_image_size", f"must be a whole number of pixels >= 1 "
+                                                    f"(default {MIN_IMAGE_SIZE}), got {size!r}")
+    return size
+
+
 def _check_required(required: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(required, str) or not isinstance(required, Iterable):
-        raise OsteoInputError(
-            f"manifest config: required must be a list of covariate names, got {required!r}"
-        )
+    if isinstance(required, (str, Mapping)) or not isinstance(required, Iterable):
+        raise ManifestConfigError("required", f"must be a list of covariate names, got {required!r}")
     names = tuple(str(r) for r in required)
     bad = [r for r in names if r not in COVARIATES]
     if bad:
-        raise OsteoInputError(
-            f"manifest config: required has unknown covariate(s) {', '.join(map(repr, bad))}; "
-            f"choose from {', '.join(COVARIATES)}"
-        )
+        raise ManifestConfigError("required", f"has unknown covariate(s) {', '.join(map(repr, bad))}; "
+                                              f"choose from {', '.join(COVARIATES)}")
     return names
 
 
