@@ -54,9 +54,7 @@ def run_demo(out: str | Path = "demo_out", settings: DemoSettings = DemoSettings
     """Runs the demo into ``out`` and returns the summary dict (mode → metrics)."""
     out = Path(out)
     started = time.time()
-    log(f"stage 1/4: generating a synthetic hip cohort of {settings.n} subjects at {settings.image_size} px in {out / 'phantom'}")
-    manifest = make_cohort("hip", settings.n, out / "phantom", seed=settings.seed, image_size=settings.image_size)
-    configs = {
+    configs = {  # checked before the phantom is generated: a bad option costs nothing
         mode: TrainConfig(
             backbone=settings.backbone, mode=mode, image_size=settings.image_size, epochs=settings.epochs,
             patience=settings.patience, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
@@ -64,6 +62,8 @@ def run_demo(out: str | Path = "demo_out", settings: DemoSettings = DemoSettings
         )
         for mode in DEMO_MODES
     }
+    log(f"stage 1/4: generating a synthetic hip cohort of {settings.n} subjects at {settings.image_size} px in {out / 'phantom'}")
+    manifest = make_cohort("hip", settings.n, out / "phantom", seed=settings.seed, image_size=settings.image_size)
     cohort = load_cohort(manifest, configs["ensemble"])
     runs, summary, curves = {}, {}, {}
     for index, (mode, config) in enumerate(configs.items(), start=1):

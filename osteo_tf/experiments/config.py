@@ -60,7 +60,8 @@ CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
 COVARIATE_ALIASES = {"hip": ("age", "bmi", "sex", "hip_fracture_history"), "dental": ("age", "bmi", "sex")}
 PHANTOM_COLUMNS = {"hip": CANONICAL_COVARIATES, "dental": ("age", "sex", "bmi")}
 TRAIN_KEYS = ("epochs", "patience", "batch_size", "image_size", "learning_rate", "weights", "momentum", "weight_decay",
-              "threshold", "aux_loss_weight", "covariate_dropout", "deterministic", "cache", "precision", "jit")
+              "threshold", "intensity", "impute", "allow_exclusions", "aux_loss_weight", "covariate_dropout",
+              "deterministic", "cache", "precision", "jit")
 TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "fusions", "covariates", "split", "train")
 
 

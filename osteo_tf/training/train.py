@@ -245,7 +245,7 @@ def train(
     :mod:`osteo_tf.training.hardware`); batches are ``config.batch_size`` per replica.
     Returns the run folder.
     """
-    config = config or TrainConfig(**options)
+    config = config or TrainConfig.from_dict(options)  # an unknown option is named, not a TypeError
     run = RunDir(out)
     started = time.time()
     if cohort is None:

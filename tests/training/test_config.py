@@ -67,3 +67,14 @@ def test_valid_values_are_normalised_and_round_trip():
     assert config.covariates == ("age", "sex") and config.split == (8.0, 1.0, 1.0)
     assert config.weights == "w.weights.h5" and config.jit is False and config.deterministic is True
     assert config.image_size == 224 and TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_train_and_demo_refuse_bad_options_before_any_work(tmp_path):
+    from osteo_tf.demo import DemoSettings, run_demo
+    from osteo_tf.training.train import train
+
+    with pytest.raises(OsteoInputError, match=r"unknown training option\(s\) \['epoch'\]"):
+        train(tmp_path / "absent.csv", tmp_path / "run", epoch=3)
+    with pytest.raises(TrainOptionError, match="epochs=0"):
+        run_demo(tmp_path / "demo", DemoSettings(epochs=0))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "demo").exists()  # no phantom generated

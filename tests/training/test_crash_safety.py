@@ -83,7 +83,7 @@ def test_killed_train_is_incomplete_and_resumes_to_the_uninterrupted_run(tmp_pat
     manifest = make_cohort("hip", 40, tmp_path / "cohort", seed=3, image_size=32)
     run = tmp_path / "run"
     options = ["--manifest", str(manifest), "--backbone", "resnet18", "--mode", "ensemble", "--image-size", "32",
-               "--epochs", "5", "--patience", "3", "--batch-size", "4", "--verbose", "0", "--deterministic",
+               "--epochs", "4", "--patience", "2", "--batch-size", "4", "--verbose", "0", "--deterministic",
                "--covariate-dropout", "0.3"]  # dropout and withholding: random layers must resume too
     command = [sys.executable, "-m", "osteo_tf.cli", "train", "--out", str(run), *options]
     _kill_after_epochs(command, run / "history.csv", 2)
