@@ -240,6 +240,9 @@ def _manifest_config(args: argparse.Namespace):
     return ManifestConfig.from_yaml(args.manifest_config)
 
 
+VERBOSE_HELP = "Keras progress: 0 none, 1 bars, 2 a line per epoch and TensorFlow's own log lines (hidden otherwise)"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="osteo", description="Osteoporosis screening CNNs from hip and dental radiographs.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -251,7 +254,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--backbone", help="backbone (default resnet18)")
     demo.add_argument("--epochs", type=int, help="max epochs (default 40)")
     demo.add_argument("--seed", type=int, help="seed (default 0)")
-    demo.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress: 1 bars, 2 a line per epoch")
+    demo.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help=VERBOSE_HELP)
     demo.set_defaults(handler=cmd_demo)
 
     train = commands.add_parser("train", help="train one model on a manifest")
@@ -292,7 +295,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                        help="XLA-compile the training step (default: on with a GPU, off on CPU)")
     train.add_argument("--force", action="store_true", help="discard an existing run folder")
-    train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help=VERBOSE_HELP)
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="score a finished run on its test split or an external cohort")
@@ -315,7 +318,7 @@ def parser() -> argparse.ArgumentParser:
     experiment.add_argument("--subjects", type=int, help="cohort size for --estimate when the config names no cohort")
     experiment.add_argument("--shard", default="1/1", help="i/n: run every n-th fit starting at the i-th (1 <= i <= n)")
     experiment.add_argument("--force", action="store_true", help="discard the results of a different config in --out")
-    experiment.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras progress per fit")
+    experiment.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help=VERBOSE_HELP + ", per fit")
     experiment.add_argument("--executor", default="local", choices=("local", "ray"),
                             help="local: fits one after another here (default); ray: each fit a Ray task (pip install "
                                  "'osteo_tf[ray]'; --out on a file system all nodes share)")

@@ -129,8 +129,9 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     At the first epoch of a fit it replays the ``history`` rows of the epochs before it
     (same rule: an epoch improves when its value is below the best so far; the fit stops
     when ``patience`` epochs in a row did not). At the end it loads the best epoch's weights
-    from ``checkpoint`` (written by :class:`AtomicBestCheckpoint` on the same rule), so the
-    final model is the best epoch of the whole run, before or after the restart.
+    kept in memory, or, when the best epoch came before the restart, from ``checkpoint``
+    (written by :class:`AtomicBestCheckpoint` on the same rule), so the final model is the
+    best epoch of the whole run, before or after the restart.
     """
 
     def __init__(self, monitor: str, patience: int, history: str | Path, checkpoint: str | Path,
@@ -139,11 +140,11 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
         self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
         self.history, self.checkpoint = Path(history), Path(checkpoint)
         self.best, self.best_epoch, self.wait, self.stopped_epoch = math.inf, -1, 0, -1
-        self._started = False
+        self.best_weights, self._started = None, False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.best, self.best_epoch, self.wait, self.stopped_epoch = math.inf, -1, 0, -1
-        self._started = False
+        self.best_weights, self._started = None, False
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self._started:
@@ -152,7 +153,10 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
         self.replay(epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self._update(epoch, (logs or {}).get(self.monitor)):
+        stop = self._update(epoch, (logs or {}).get(self.monitor))
+        if self.best_epoch == epoch:
+            self.best_weights = self.model.get_weights()  # in memory, as Keras does: no reload when it is of this session
+        if stop:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
@@ -162,7 +166,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
             return False
         self.wait += 1
         if float(value) < self.best:
-            self.best, self.best_epoch, self.wait = float(value), epoch, 0
+            self.best, self.best_epoch, self.wait, self.best_weights = float(value), epoch, 0, None
             return False
         return self.wait >= self.patience and epoch > 0
 
@@ -177,9 +181,13 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.stopped_epoch >= 0 and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
-        if self.best_epoch >= 0 and self.checkpoint.is_file():
-            if self.verbose:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+        if self.best_epoch < 0:
+            return
+        if self.verbose:
+            print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+        elif self.checkpoint.is_file():  # the best epoch came before the restart
             self.model.load_weights(self.checkpoint)
 
 

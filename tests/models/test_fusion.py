@@ -175,31 +175,6 @@ def test_withholding_replaces_whole_covariates_with_their_missing_encoding():
     np.testing.assert_allclose(out[kept], np.repeat(encoded, 500, axis=0)[kept])
 
 
-class _Crash(Exception):
-    pass
-
-
-def test_an_interrupted_variant_resumes_from_its_last_epoch(phantom, tmp_path, monkeypatch, capsys):
-    import osteo_tf.training.train as training
-
-    class CrashAfterFirstEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise _Crash
-
-    options = dict(mode="ensemble", **{**TINY, "epochs": 2}, **VARIANTS["late_aux_withheld"])
-    original = training.callbacks
-    monkeypatch.setattr(training, "callbacks", lambda *args: original(*args) + [CrashAfterFirstEpoch()])
-    with pytest.raises(_Crash):
-        train(phantom, tmp_path / "run", **options)
-    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 1 and not (tmp_path / "run" / "COMPLETE").exists()
-    monkeypatch.setattr(training, "callbacks", original)
-    run = train(phantom, tmp_path / "run", **options)
-    assert "resuming the unfinished run" in capsys.readouterr().out
-    history = pd.read_csv(run.history)
-    assert history["epoch"].tolist() == [0, 1] and "val_probability_loss" in history
-    assert run.is_complete and keras.models.load_model(run.model).name == "resnet18_ensemble_late"
-
-
 def test_evaluate_without_a_covariate_needs_a_model_that_can_do_without_it(runs):
     from osteo_tf.evaluation.evaluate import evaluate
 

@@ -27,7 +27,7 @@ def _keras_reference(patience: int) -> tuple[int, int]:
 
 def _fit(stopping: ResumableEarlyStopping, history: AtomicHistory, first: int, last: int) -> int:
     """Epochs first..last (stopping early); returns the stopped epoch or -1."""
-    model = types.SimpleNamespace(stop_training=False)
+    model = types.SimpleNamespace(stop_training=False, get_weights=lambda: [])
     for callback in (stopping, history):
         callback.set_model(model)
         callback.on_train_begin()

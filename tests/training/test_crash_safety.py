@@ -84,7 +84,8 @@ def test_killed_train_is_incomplete_and_resumes_to_the_uninterrupted_run(tmp_pat
     run = tmp_path / "run"
     options = ["--manifest", str(manifest), "--backbone", "resnet18", "--mode", "ensemble", "--image-size", "32",
                "--epochs", "4", "--patience", "2", "--batch-size", "4", "--verbose", "0", "--deterministic",
-               "--covariate-dropout", "0.3"]  # dropout and withholding: random layers must resume too
+               "--covariate-dropout", "0.3",  # dropout and withholding: random layers must resume too
+               "--fusion", "late", "--aux-loss-weight", "0.3"]  # early stopping follows val_probability_loss
     command = [sys.executable, "-m", "osteo_tf.cli", "train", "--out", str(run), *options]
     _kill_after_epochs(command, run / "history.csv", 2)
 
@@ -114,3 +115,6 @@ def test_killed_train_is_incomplete_and_resumes_to_the_uninterrupted_run(tmp_pat
     for name in ("history.csv", "predictions.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(run / name), pd.read_csv(tmp_path / "straight" / name), rtol=0, atol=0)
     assert json.loads((run / "metrics.json").read_text()) == json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == list(range(len(history))) and "val_probability_loss" in history
+    assert RunDir(run).load_model().name == "resnet18_ensemble_late" and not (run / "backup").exists()
