@@ -33,7 +33,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     _quiet_tensorflow(args.verbose)
-    from osteo_tf.data.manifest import ManifestConfig
     from osteo_tf.training.config import TrainConfig
     from osteo_tf.training.train import train
 

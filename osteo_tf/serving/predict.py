@@ -45,7 +45,7 @@ from osteo_tf.data.manifest.cells import _build_covariates, _build_roi, _Rows
 from osteo_tf.data.manifest.checks import _build_images
 from osteo_tf.data.manifest.config import _INVALID, _NUMBER, ROI_COLUMNS, ROI_POINT_COLUMNS, ManifestColumns
 from osteo_tf.data.manifest.problems import _Problems, _show
-from osteo_tf.data.manifest.table import _read_table, _Table
+from osteo_tf.data.manifest.table import _read_table, _Table, check_roi_columns
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import read_json, write_csv
 from osteo_tf.serving.client import RestClient, encode_instance
@@ -267,20 +267,10 @@ def _present_columns(table: _Table, config: ManifestConfig, inputs: Mapping[str,
             also = f" (or both {wanted['height_cm']!r} and {wanted['weight_kg']!r})" if key == "bmi" else ""
             problems.add_header(f"column {column!r}{also} not found: the model takes '{name}'; columns in the file: "
                                 f"{', '.join(map(repr, header))}")
-    _check_roi_columns(present, wanted, problems)
+    check_roi_columns(present, wanted, problems)
     if problems.header_bad:
         problems.raise_if_any()
     return present
-
-
-def _check_roi_columns(present: Mapping[str, str], wanted: Mapping[str, str], problems: _Problems) -> None:
-    """ROI box columns all four or none, point columns both or neither, not both kinds (as training)."""
-    for kind, names in (("ROI box columns", ROI_COLUMNS), ("ROI point columns", ROI_POINT_COLUMNS)):
-        absent = [wanted[c] for c in names if c not in present]
-        if 0 < len(absent) < len(names):
-            problems.add_header(f"{kind} must come all together or not at all; missing {', '.join(map(repr, absent))}")
-    if any(c in present for c in ROI_COLUMNS) and any(c in present for c in ROI_POINT_COLUMNS):
-        problems.add_header("the manifest has both ROI box columns and ROI point columns; keep one kind")
 
 
 def _images(rows: _Rows) -> dict[str, list]:

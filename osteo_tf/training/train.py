@@ -59,9 +59,10 @@ def load_cohort(manifest: str | Path, config: TrainConfig, manifest_config: Mani
     covariate columns may have empty cells.
     """
     base = manifest_config or ManifestConfig()
+    present = present_columns(manifest, base)
     required: tuple[str, ...] = ()
     if uses_covariates(config.mode):
-        wanted = config.covariate_columns(sorted(present_columns(manifest, base)))
+        wanted = config.covariate_columns(sorted(present))
         required = tuple(c for c in wanted if c in CANONICAL_COVARIATES)
     check = check_manifest(manifest, dataclasses.replace(base, required=required, allow_missing=config.impute != "none"))
     if not config.allow_exclusions:
@@ -71,15 +72,20 @@ def load_cohort(manifest: str | Path, config: TrainConfig, manifest_config: Mani
         log(check.summary())
     cohort = check.cohort
     cohort.attrs[SOURCE_ATTR] = f"manifest {check.path}"
-    cohort.attrs[LABEL_FROM_ATTR] = label_source(manifest, base)
+    cohort.attrs[LABEL_FROM_ATTR] = label_source(present, base)
     cohort.attrs["osteo_exclusions"] = check.records()
     cohort.attrs["osteo_manifest_rows"] = check.n_rows
     return cohort
 
 
-def label_source(manifest: str | Path, config: ManifestConfig) -> str:
-    """Where the manifest's labels come from, in the user's column names (for messages)."""
-    present, names = present_columns(manifest, config), config.columns.as_dict()
+def label_source(present: set[str], config: ManifestConfig) -> str:
+    """Where the manifest's labels come from, in the user's column names (for messages).
+
+    Args:
+        present: canonical names of the manifest's columns (:func:`present_columns`).
+        config: the manifest config (the user's column names, the T-score threshold).
+    """
+    names = config.columns.as_dict()
     parts = []
     if "t_score" in present:
         parts.append(f"column {names['t_score']!r} (1 = T-score ≤ {config.t_score_threshold:g})")

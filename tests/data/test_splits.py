@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteo_tf.data.splits import check_split_classes, kfold_splits, random_split, splits_from_table, splits_table
+from osteo_tf.data.splits import check_split_classes, random_split, splits_from_table, splits_table
 from osteo_tf.errors import OsteoInputError
 
 

@@ -161,6 +161,17 @@ def _map_columns(table: _Table, config: ManifestConfig) -> dict[str, str]:
     problems = table.problems
     for canon in _missing_required(present, config):
         problems.add_header(_missing_column_text(canon, wanted, table.header))
+    check_roi_columns(present, wanted, problems)
+    _check_reserved(table.header, present, problems)
+    if problems.header_bad:
+        problems.hint(_rename_hint(table.header))
+        problems.raise_if_any()
+    return present
+
+
+def check_roi_columns(present: Mapping[str, str], wanted: Mapping[str, str], problems: _Problems) -> None:
+    """Header problems of the ROI columns: the box's four all or none, the point's two both or
+    neither, not both kinds. ``present``/``wanted``: canonical name → the manifest's column."""
     roi = [c for c in ROI_COLUMNS if c in present]
     if roi and len(roi) < len(ROI_COLUMNS):
         absent = [wanted[c] for c in ROI_COLUMNS if c not in present]
@@ -176,11 +187,6 @@ def _map_columns(table: _Table, config: ManifestConfig) -> dict[str, str]:
             f"the manifest has both ROI box columns ({', '.join(wanted[c] for c in roi)}) and ROI "
             f"point columns ({', '.join(wanted[c] for c in point)}); keep one kind"
         )
-    _check_reserved(table.header, present, problems)
-    if problems.header_bad:
-        problems.hint(_rename_hint(table.header))
-        problems.raise_if_any()
-    return present
 
 
 def _missing_required(present: Mapping[str, str], config: ManifestConfig) -> list[str]:
