@@ -63,7 +63,9 @@ def measure(model, inputs: dict, labels, image_dim: int) -> dict:
 
     probe = keras.Model(model.input, [fusion.input[0], fusion.input[1], model.output])
     dense = model.get_layer("fusion_dense")
-    covariate_names = {w.path for layer in model.layers if layer.name.startswith("covariate_") for w in layer.trainable_weights}
+    covariate_names = {
+        w.path for layer in model.layers if layer.name.startswith("covariate_") for w in layer.trainable_weights
+    }
     head_names = {w.path for name in ("fusion_dense", "probability") for w in model.get_layer(name).trainable_weights}
     with tf.GradientTape() as tape:
         image, covariates, probability = probe(inputs, training=True)
@@ -83,13 +85,17 @@ def measure(model, inputs: dict, labels, image_dim: int) -> dict:
     covariate_part = np.linalg.norm(np.asarray(covariates) @ kernel[image_dim:], axis=1).mean()
     g_image, g_cov = norm["image"] ** 0.5, norm["covariates"] ** 0.5
     r_image, r_cov = g_image / size["image"] ** 0.5, g_cov / size["covariates"] ** 0.5
-    return {"image_abs_mean": round(float(np.abs(image).mean()), 4),
-            "covariate_abs_mean": round(float(np.abs(covariates).mean()), 4),
-            "preactivation_image_to_covariate": round(float(image_part / max(covariate_part, 1e-12)), 2),
-            "grad_norm_image": round(g_image, 5), "grad_norm_covariates": round(g_cov, 6),
-            "grad_ratio_image_to_covariate": round(g_image / max(g_cov, 1e-12), 1),
-            "relative_grad_image": round(r_image, 5), "relative_grad_covariates": round(r_cov, 6),
-            "relative_grad_ratio": round(r_image / max(r_cov, 1e-12), 2)}
+    return {
+        "image_abs_mean": round(float(np.abs(image).mean()), 4),
+        "covariate_abs_mean": round(float(np.abs(covariates).mean()), 4),
+        "preactivation_image_to_covariate": round(float(image_part / max(covariate_part, 1e-12)), 2),
+        "grad_norm_image": round(g_image, 5),
+        "grad_norm_covariates": round(g_cov, 6),
+        "grad_ratio_image_to_covariate": round(g_image / max(g_cov, 1e-12), 1),
+        "relative_grad_image": round(r_image, 5),
+        "relative_grad_covariates": round(r_cov, 6),
+        "relative_grad_ratio": round(r_image / max(r_cov, 1e-12), 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,15 +126,23 @@ def main(argv: list[str] | None = None) -> int:
             keras.utils.set_random_seed(args.seed)
             manifest = make_cohort("hip", args.n, Path(folder) / f"{name}_{size}", seed=args.seed, image_size=size)
             cohort = read_manifest(manifest)
-            covariates = CovariateEncoder.for_columns(("age", "bmi", "sex", "hip_fracture_history")).fit(cohort).transform(cohort)
-            images = normalize_images(np.stack([load_image(p, None, size) for p in cohort["image"]]), get_backbone_spec(name))
+            covariates = (
+                CovariateEncoder.for_columns(("age", "bmi", "sex", "hip_fracture_history"))
+                .fit(cohort)
+                .transform(cohort)
+            )
+            images = normalize_images(
+                np.stack([load_image(p, None, size) for p in cohort["image"]]), get_backbone_spec(name)
+            )
             inputs = {"image": images, "covariates": covariates}
             labels = cohort["label"].to_numpy(dtype="float32")[:, None]
-            project = build_model(name, "ensemble", size, covariates.shape[1])
+            project = build_model(name, "ensemble", size, covariate_dim=covariates.shape[1])
             literal = literal_head(project, get_backbone_spec(name).feature_layer, covariates.shape[1])
             channels = get_backbone_spec(name).feature_channels
-            results[f"{name}:{size}"] = {"project": measure(project, inputs, labels, channels),
-                                         "literal": measure(literal, inputs, labels, channels)}
+            results[f"{name}:{size}"] = {
+                "project": measure(project, inputs, labels, channels),
+                "literal": measure(literal, inputs, labels, channels),
+            }
             keras.utils.clear_session(free_memory=True)
     print(json.dumps({"bench": "fusion_balance", "n": args.n, "seed": args.seed, "configs": results}))
     return 0

@@ -35,14 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment", help="experiment folder (osteo experiment --out)")
     args = parser.parse_args(argv)
     from osteo_tf.evaluation.fusion import NAIVE_LATE, fusion_table
-    from osteo_tf.evaluation.report import load_results
+    from osteo_tf.experiments.report import load_results
 
     table = fusion_table(load_results(args.experiment))
-    rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
-            for row in table.to_dict("records")]
+    rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
     verdicts = {f"{r['backbone']}/{r['model']}": passes(r) for r in rows if r["model"] != NAIVE_LATE}
-    print(json.dumps({"experiment": args.experiment, "bar": {"min_mean_gain": MIN_MEAN_GAIN,
-                      "max_below_naive": MAX_BELOW_NAIVE}, "rows": rows, "passed": verdicts}))
+    print(
+        json.dumps(
+            {
+                "experiment": args.experiment,
+                "bar": {"min_mean_gain": MIN_MEAN_GAIN, "max_below_naive": MAX_BELOW_NAIVE},
+                "rows": rows,
+                "passed": verdicts,
+            }
+        )
+    )
     defaults = [ok for name, ok in verdicts.items() if name.endswith("/ensemble")]
     return 0 if defaults and all(defaults) else 1
 

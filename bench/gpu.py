@@ -16,7 +16,7 @@ fixed batch that stays in device memory, in three ways:
   path's GPU default is the same bf16 + XLA pair, see ``osteo_tf.training``) — and
   trained with ``model.fit`` on a generator that yields the same device-resident batch
   every step (``--keras-data host`` yields host numpy arrays instead, copied to the device
-  each step as ``fit`` from arrays does; that was how DESIGN.md's earlier figures were taken).
+  each step as ``fit`` from arrays does; that was how the project's first H100 figures were taken).
 - ``torch_eager``: torchvision's same architecture (``weights=None``) with the same head —
   its pooled features (batch-normalised, dropout) concatenated with the two-layer covariate
   MLP (batch-normalised), then the fusion dense layer and the one-unit output, widths and
@@ -66,7 +66,7 @@ Target
 ------
 For every architecture, the project's fusion model trains at least as fast as
 torchvision's eager model: ``keras_jax / torch_eager >= 1`` (``target_met``) with bf16 on
-one GPU. ``keras_jax / torch_compile`` is reported alongside. DESIGN.md's earlier H100
+one GPU. ``keras_jax / torch_compile`` is reported alongside. The project's first H100
 figures (Keras fed from host numpy arrays, torch from device-resident data) were ~1.2
 for EfficientNet-B3, ~0.88 for ResNet-50 and ~0.37 for ResNet-18.
 
@@ -101,7 +101,8 @@ torch.compile (expect minutes for EfficientNet-B3); ``--budget 540`` caps every 
 what is left and skips the rest (reported as ``errors``), so the JSON line is printed
 before the tool's limit. Rerun what was skipped with ``--configs``/``--modes``. The
 progress lines on stderr show each mode's figures as they come. ``--params-only`` checks
-parity without training (with ``--device cpu`` anywhere, in a few minutes). Report the JSON line(s) and the device named in
+parity without training (with ``--device cpu`` anywhere, in a few minutes). Report the JSON line(s) and the device
+named in
 them; compare timings only between runs on the same kind of GPU (H100 vs H200). Not
 checked: that keras 3.15.1 runs on the machine's newer JAX (0.11.x, CUDA 13 plugin).
 
@@ -118,7 +119,6 @@ torch and no JAX) can import it and exercise the pure helpers.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import os
@@ -131,17 +131,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HEADS_PY = REPO_ROOT / "osteo_tf" / "models" / "heads.py"
+sys.path.insert(0, str(REPO_ROOT))  # the checkout's osteo_tf, installed or not
+# The project's shared facts: a standard-library module (no Keras, JAX, TensorFlow or NumPy).
+from osteo_tf.vocabulary import COVARIATE_UNITS, FUSION_UNITS, IMAGE_DROPOUT, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
 MODES = ("keras_jax", "torch_eager", "torch_compile")
 RESULT_MARK = "@@gpu-bench-result "
 MIN_WORKER_S = 20.0  # --budget: no worker is started with less time than this left
 RUN_KEYS = ("img_per_s_runs", "warmup_s", "final_loss", "max_memory_gib", "policy", "tensorflow_imported")
 RATIO_KEYS = {"keras_jax/torch_eager": "torch_eager", "keras_jax/torch_compile": "torch_compile"}
-VERSION_PACKAGES = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "keras", "keras-hub",
-                    "torch", "torchvision", "triton", "numpy")
-# torchvision's ImageNet statistics in [0, 255] units (as osteo_tf.models.backbones).
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+VERSION_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "jax-cuda12-plugin",
+    "jax-cuda13-plugin",
+    "keras",
+    "keras-hub",
+    "torch",
+    "torchvision",
+    "triton",
+    "numpy",
+)
 
 
 @dataclass(frozen=True)
@@ -166,29 +176,8 @@ CONFIGS: dict[str, BenchConfig] = {
 # Pure helpers (standard library only; tested in CI)
 # --------------------------------------------------------------------------------------
 
-def head_widths(path: Path = HEADS_PY) -> tuple[tuple[int, ...], int]:
-    """(COVARIATE_UNITS, FUSION_UNITS) read from heads.py without importing it (no Keras/JAX)."""
-    values = {}
-    for node in ast.parse(Path(path).read_text()).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("COVARIATE_UNITS", "FUSION_UNITS"):
-                values[node.targets[0].id] = ast.literal_eval(node.value)
-    missing = {"COVARIATE_UNITS", "FUSION_UNITS"} - set(values)
-    if missing:
-        raise ValueError(f"{path} does not define {', '.join(sorted(missing))} as literals")
-    return tuple(int(v) for v in values["COVARIATE_UNITS"]), int(values["FUSION_UNITS"])
 
-
-def head_dropout(path: Path = HEADS_PY) -> float:
-    """IMAGE_DROPOUT read from heads.py without importing it."""
-    for node in ast.parse(Path(path).read_text()).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", None) == "IMAGE_DROPOUT":
-            return float(ast.literal_eval(node.value))
-    raise ValueError(f"{path} does not define IMAGE_DROPOUT as a literal")
-
-
-def head_params(feature_channels: int, covariate_dim: int, covariate_units: tuple[int, ...],
-                fusion_units: int) -> int:
+def head_params(feature_channels: int, covariate_dim: int, covariate_units: tuple[int, ...], fusion_units: int) -> int:
     """Trainable parameters of the ensemble head: the image features' batch norm (γ, β),
     covariate MLP and its batch norm, fusion dense and output."""
     total, width = 2 * feature_channels, covariate_dim
@@ -224,24 +213,33 @@ def summarize_config(config: BenchConfig, results: dict[str, dict]) -> dict:
     """
     img = {mode: r.get("img_per_s") for mode, r in results.items() if r.get("img_per_s") is not None}
     keras_img = img.get("keras_jax")
-    ratios = {key: ratio(keras_img, img.get(mode)) for key, mode in RATIO_KEYS.items()
-              if "keras_jax" in results and mode in results}
+    ratios = {
+        key: ratio(keras_img, img.get(mode))
+        for key, mode in RATIO_KEYS.items()
+        if "keras_jax" in results and mode in results
+    }
     eager = ratios.get("keras_jax/torch_eager")
     keras_params = (results.get("keras_jax") or {}).get("params", {}).get("trainable")
-    torch_params = next((r["params"]["trainable"] for m, r in results.items()
-                         if m.startswith("torch") and r.get("params")), None)
+    torch_params = next(
+        (r["params"]["trainable"] for m, r in results.items() if m.startswith("torch") and r.get("params")), None
+    )
     return {
-        "name": config.name, "size": config.size, "batch": config.batch,
+        "name": config.name,
+        "size": config.size,
+        "batch": config.batch,
         "learning_rate": config.learning_rate,
         "img_per_s": {mode: _round(v, 1) for mode, v in img.items()},
         "ratios": ratios,
         "target_met": None if eager is None else eager >= 1.0,
         "params": {
-            "keras_trainable": keras_params, "torch_trainable": torch_params,
+            "keras_trainable": keras_params,
+            "torch_trainable": torch_params,
             "match": None if keras_params is None or torch_params is None else keras_params == torch_params,
             "keras_total": (results.get("keras_jax") or {}).get("params", {}).get("total"),
-            "torch_total_with_buffers": next((r["params"].get("total") for m, r in results.items()
-                                              if m.startswith("torch") and r.get("params")), None),
+            "torch_total_with_buffers": next(
+                (r["params"].get("total") for m, r in results.items() if m.startswith("torch") and r.get("params")),
+                None,
+            ),
         },
         "runs": {mode: {k: r[k] for k in RUN_KEYS if k in r} for mode, r in results.items()},
         "errors": {mode: r["error"] for mode, r in results.items() if r.get("error")},
@@ -255,13 +253,17 @@ def make_record(entries: list[dict], settings: dict, devices: dict, versions: di
     """
     workers_tf = any(run.get("tensorflow_imported") for e in entries for run in e["runs"].values())
     return {
-        "bench": "gpu_train_throughput", "unit": "images/s",
+        "bench": "gpu_train_throughput",
+        "unit": "images/s",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "devices": devices, "versions": versions, "settings": settings,
+        "devices": devices,
+        "versions": versions,
+        "settings": settings,
         "configs": entries,
         "params_match": all(e["params"]["match"] is not False for e in entries),
-        "target_met": (None if any(e["target_met"] is None for e in entries)
-                       else all(e["target_met"] for e in entries)),
+        "target_met": (
+            None if any(e["target_met"] is None for e in entries) else all(e["target_met"] for e in entries)
+        ),
         "tensorflow_imported": "tensorflow" in sys.modules or workers_tf,
     }
 
@@ -275,7 +277,7 @@ def parse_result(stdout: str) -> dict | None:
     """The worker's result: the JSON after the last ``RESULT_MARK`` line, or None."""
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK):])
+            return json.loads(line[len(RESULT_MARK) :])
     return None
 
 
@@ -298,7 +300,9 @@ def select_configs(names: str | None, batch: int | None = None, size: int | None
     unknown = [n for n in chosen if n not in CONFIGS]
     if unknown:
         raise ValueError(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    return [BenchConfig(c.name, size or c.size, batch or c.batch, c.learning_rate) for c in (CONFIGS[n] for n in chosen)]
+    return [
+        BenchConfig(c.name, size or c.size, batch or c.batch, c.learning_rate) for c in (CONFIGS[n] for n in chosen)
+    ]
 
 
 def worker_timeout(worker_limit: float, budget: float | None, elapsed: float) -> float | None:
@@ -319,34 +323,54 @@ def select_modes(names: str | None) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--configs", default="all", help=f"comma list of {', '.join(CONFIGS)} (default all)")
     parser.add_argument("--modes", default="all", help=f"comma list of {', '.join(MODES)} (default all)")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per repeat (default 50)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first, compilation included (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported (default 3)")
     parser.add_argument("--batch", type=int, default=None, help="batch size for every config (default: each config's)")
-    parser.add_argument("--size", type=int, default=None, help="image side in px for every config (default: each config's)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="image side in px for every config (default: each config's)"
+    )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: smoke run (default cuda)")
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
-                        help="bf16: Keras mixed_bfloat16 and torch.autocast bf16 (default); fp32: neither")
-    parser.add_argument("--keras-data", choices=("device", "host"), default="device",
-                        help="device: the batch stays on the device (default); host: numpy copied every step")
-    parser.add_argument("--keras-metrics", choices=("project", "none"), default="project",
-                        help="project: AUC + accuracy as compile_model (default); none: loss only")
+    parser.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default="bf16",
+        help="bf16: Keras mixed_bfloat16 and torch.autocast bf16 (default); fp32: neither",
+    )
+    parser.add_argument(
+        "--keras-data",
+        choices=("device", "host"),
+        default="device",
+        help="device: the batch stays on the device (default); host: numpy copied every step",
+    )
+    parser.add_argument(
+        "--keras-metrics",
+        choices=("project", "none"),
+        default="project",
+        help="project: AUC + accuracy as compile_model (default); none: loss only",
+    )
     parser.add_argument("--steps-per-execution", type=int, default=1, help="Keras compile() option (default 1)")
     parser.add_argument("--torch-memory-format", choices=("channels_last", "contiguous"), default="channels_last")
-    parser.add_argument("--compile-mode", default="default",
-                        help="torch.compile mode: default, reduce-overhead, max-autotune, ...")
+    parser.add_argument(
+        "--compile-mode", default="default", help="torch.compile mode: default, reduce-overhead, max-autotune, ..."
+    )
     parser.add_argument("--covariate-dim", type=int, default=6, help="covariate vector length (default 6, hip)")
     parser.add_argument("--params-only", action="store_true", help="build the models and count parameters only")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON line to this file")
     parser.add_argument("--worker-timeout", type=float, default=600, help="seconds per (config, mode) subprocess")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="seconds for the whole run: workers get at most what is left, and once under "
-                             f"{MIN_WORKER_S:.0f} s are left the rest are skipped (reported as errors), so the "
-                             "JSON line is printed before an outer time limit (e.g. the device tool's 600 s)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds for the whole run: workers get at most what is left, and once under "
+        f"{MIN_WORKER_S:.0f} s are left the rest are skipped (reported as errors), so the "
+        "JSON line is printed before an outer time limit (e.g. the device tool's 600 s)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: JSON job of one subprocess
     args = parser.parse_args(argv)
     for name in ("steps", "repeats", "steps_per_execution", "covariate_dim"):
@@ -365,8 +389,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_of(args: argparse.Namespace) -> dict:
-    keys = ("steps", "warmup", "repeats", "device", "precision", "keras_data", "keras_metrics",
-            "steps_per_execution", "torch_memory_format", "compile_mode", "covariate_dim", "params_only")
+    keys = (
+        "steps",
+        "warmup",
+        "repeats",
+        "device",
+        "precision",
+        "keras_data",
+        "keras_metrics",
+        "steps_per_execution",
+        "torch_memory_format",
+        "compile_mode",
+        "covariate_dim",
+        "params_only",
+    )
     # (--budget and --worker-timeout are limits of the driver, not of a measurement.)
     return {"modes": args.mode_list, **{k: getattr(args, k) for k in keys}}
 
@@ -392,6 +428,7 @@ def _log(message: str) -> None:
 # --------------------------------------------------------------------------------------
 # Workers (each runs in its own process)
 # --------------------------------------------------------------------------------------
+
 
 def make_batch(batch: int, size: int, covariate_dim: int, seed: int = 0):
     """One fixed training batch (numpy): images in [0, 255] (batch, size, size, 3) float32,
@@ -463,18 +500,30 @@ def keras_worker(job: dict) -> dict:
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if job["precision"] == "bf16" else "float32")
     keras.utils.set_random_seed(0)
     model = build_model(config.name, "ensemble", image_size=config.size, covariate_dim=job["covariate_dim"])
-    params = {"trainable": int(sum(math.prod(v.shape) for v in model.trainable_variables)),
-              "total": int(model.count_params())}
+    params = {
+        "trainable": int(sum(math.prod(v.shape) for v in model.trainable_variables)),
+        "total": int(model.count_params()),
+    }
     device = jax.devices()[0]
-    result = {"params": params, "device": f"{device.platform}:{getattr(device, 'device_kind', device)}",
-              "policy": keras.mixed_precision.global_policy().name}
+    result = {
+        "params": params,
+        "device": f"{device.platform}:{getattr(device, 'device_kind', device)}",
+        "policy": keras.mixed_precision.global_policy().name,
+    }
     if job["params_only"]:
         return result
-    metrics = ([keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
-               if job["keras_metrics"] == "project" else [])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate, momentum=0.9),
-                  loss="binary_crossentropy", metrics=metrics, jit_compile=True,
-                  steps_per_execution=job["steps_per_execution"])
+    metrics = (
+        [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+        if job["keras_metrics"] == "project"
+        else []
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate, momentum=0.9),
+        loss="binary_crossentropy",
+        metrics=metrics,
+        jit_compile=True,
+        steps_per_execution=job["steps_per_execution"],
+    )
     images, covariates, labels = make_batch(config.batch, config.size, job["covariate_dim"])
     if spec.normalization is not None:  # what the tf.data pipeline does before the model
         images = np.asarray(normalize_images(images, spec), "float32")
@@ -501,8 +550,7 @@ def keras_worker(job: dict) -> dict:
     result["warmup_s"] = round(clock.times[marks[0]] - start, 2)
     runs = [throughput(config.batch, job["steps"], clock.times[b] - clock.times[a]) for a, b in zip(marks, marks[1:])]
     loss = history.history["loss"][-1]
-    result.update(img_per_s=statistics.median(runs), img_per_s_runs=[round(r, 1) for r in runs],
-                  final_loss=float(loss))
+    result.update(img_per_s=statistics.median(runs), img_per_s_runs=[round(r, 1) for r in runs], final_loss=float(loss))
     return result
 
 
@@ -539,7 +587,7 @@ def torch_fusion_model(name: str, covariate_dim: int, covariate_units: tuple[int
         def __init__(self):
             super().__init__()
             self.backbone, channels = torchvision_backbone(name)
-            self.image_norm = nn.Sequential(nn.BatchNorm1d(channels), nn.Dropout(head_dropout()))
+            self.image_norm = nn.Sequential(nn.BatchNorm1d(channels), nn.Dropout(IMAGE_DROPOUT))
             layers, width = [], covariate_dim
             for units in covariate_units:
                 layers += [nn.Linear(width, units), nn.ReLU()]
@@ -577,8 +625,10 @@ def torch_worker(job: dict) -> dict:
     torch.manual_seed(0)
     covariate_units, fusion_units = job["head"]
     model = torch_fusion_model(config.name, job["covariate_dim"], tuple(covariate_units), fusion_units)
-    params = {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-              "total": sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())}
+    params = {
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total": sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers()),
+    }
     result = {"params": params, "device": device_name}
     if job["params_only"]:
         return result
@@ -619,8 +669,11 @@ def torch_worker(job: dict) -> dict:
             loss = step()
         sync()
         runs.append(throughput(config.batch, job["steps"], time.perf_counter() - start))
-    result.update(img_per_s=statistics.median(runs), img_per_s_runs=[round(r, 1) for r in runs],
-                  final_loss=float(loss.detach().cpu()))
+    result.update(
+        img_per_s=statistics.median(runs),
+        img_per_s_runs=[round(r, 1) for r in runs],
+        final_loss=float(loss.detach().cpu()),
+    )
     if device.type == "cuda":
         result["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return result
@@ -645,6 +698,7 @@ def run_worker(job: dict) -> int:
 # Driver
 # --------------------------------------------------------------------------------------
 
+
 def run_job(job: dict, timeout: float) -> dict:
     """Runs one (config, mode) job in a subprocess; its result, or {"error": ...}."""
     env = dict(os.environ)
@@ -654,8 +708,9 @@ def run_job(job: dict, timeout: float) -> dict:
         env["JAX_PLATFORMS"] = "cpu" if job["device"] == "cpu" else env.get("JAX_PLATFORMS") or "cuda"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)]
     # Own process group: a timeout ends the worker and its helpers (torch.compile's workers).
-    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     try:
         stdout, stderr = worker.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -677,15 +732,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return run_worker(json.loads(args.worker))
-    head = head_widths()
+    head = (COVARIATE_UNITS, FUSION_UNITS)
     entries, devices, run_start = [], {}, time.perf_counter()
     # torch_compile builds the same model as torch_eager: counting it again adds nothing.
-    modes = [m for m in args.mode_list if not (args.params_only and m == "torch_compile" and "torch_eager" in args.mode_list)]
+    modes = [
+        m for m in args.mode_list if not (args.params_only and m == "torch_compile" and "torch_eager" in args.mode_list)
+    ]
     for config in args.config_list:
         results = {}
         for mode in modes:
-            job = {"mode": mode, "config": asdict(config), "head": [list(head[0]), head[1]],
-                   **{k: v for k, v in settings_of(args).items() if k != "modes"}}
+            job = {
+                "mode": mode,
+                "config": asdict(config),
+                "head": [list(head[0]), head[1]],
+                **{k: v for k, v in settings_of(args).items() if k != "modes"},
+            }
             started = time.perf_counter()
             timeout = worker_timeout(args.worker_timeout, args.budget, started - run_start)
             if timeout is None:
@@ -695,13 +756,17 @@ def main(argv: list[str] | None = None) -> int:
             results[mode] = result = run_job(job, timeout)
             if result.get("device"):
                 devices["keras_jax" if mode == "keras_jax" else "torch"] = result["device"]
-            _log(f"{config.name} {config.size}px batch {config.batch} {mode}: "
-                 f"{_round(result.get('img_per_s'), 1)} img/s, params {result.get('params')}, "
-                 f"{time.perf_counter() - started:.0f} s" + (f", ERROR {result['error']}" if result.get("error") else ""))
+            _log(
+                f"{config.name} {config.size}px batch {config.batch} {mode}: "
+                f"{_round(result.get('img_per_s'), 1)} img/s, params {result.get('params')}, "
+                f"{time.perf_counter() - started:.0f} s" + (f", ERROR {result['error']}" if result.get("error") else "")
+            )
         entries.append(summarize_config(config, results))
         entry = entries[-1]
-        _log(f"{config.name}: ratios {entry['ratios']}, params keras {entry['params']['keras_trainable']} "
-             f"torch {entry['params']['torch_trainable']} match {entry['params']['match']}")
+        _log(
+            f"{config.name}: ratios {entry['ratios']}, params keras {entry['params']['keras_trainable']} "
+            f"torch {entry['params']['torch_trainable']} match {entry['params']['match']}"
+        )
     settings = {**settings_of(args), "head": {"covariate_units": list(head[0]), "fusion_units": head[1]}}
     line = json_line(make_record(entries, settings, devices, package_versions()))
     print(line, flush=True)

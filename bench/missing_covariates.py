@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from osteo_tf.evaluation.evaluate import evaluate
-    from osteo_tf.evaluation.report import load_results
+    from osteo_tf.experiments.report import load_results
     from osteo_tf.io import read_json
 
     results = load_results(args.experiment)
@@ -51,9 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     summary = {name: round(sum(v.values()) / len(v), 4) for name, v in per_fold.items()}
     shared = [k for k in keys if k in image_auc]
     summary["image_only"] = round(sum(image_auc[k] for k in shared) / len(shared), 4) if shared else None
-    print(json.dumps({"experiment": args.experiment, "covariate_dropout": read_json(
-        Path(args.experiment) / ensembles["run_dir"].iloc[0] / "config.json")["train"]["covariate_dropout"],
-        "mean_test_auc": summary, "per_fold": per_fold, "image_only_per_fold": {k: image_auc[k] for k in shared}}))
+    print(
+        json.dumps(
+            {
+                "experiment": args.experiment,
+                "covariate_dropout": read_json(Path(args.experiment) / ensembles["run_dir"].iloc[0] / "config.json")[
+                    "train"
+                ]["covariate_dropout"],
+                "mean_test_auc": summary,
+                "per_fold": per_fold,
+                "image_only_per_fold": {k: image_auc[k] for k in shared},
+            }
+        )
+    )
     return 0
 
 

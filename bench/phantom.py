@@ -84,12 +84,26 @@ def main(argv: list[str] | None = None) -> dict:
             phantom.append(time_phantom(size, n, args.seed))
             reference.append(time_reference(size, n, args.seed))
         p, r = float(np.median(phantom)), float(np.median(reference))
-        configs.append({"size": size, "n": n, "phantom_s": round(p, 3), "png_reference_s": round(r, 3),
-                        "ratio": round(p / r, 3), "phantom_images_per_s": round(n / p, 1)})
-        print(f"[bench/phantom] {n} subjects at {size} px: {p:.2f} s (PNG writing alone {r:.2f} s, ratio {p / r:.2f})",
-              file=sys.stderr)
-    result = {"bench": "phantom", "configs": configs, "settings": {"repeats": args.repeats, "seed": args.seed},
-              "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()}}
+        configs.append(
+            {
+                "size": size,
+                "n": n,
+                "phantom_s": round(p, 3),
+                "png_reference_s": round(r, 3),
+                "ratio": round(p / r, 3),
+                "phantom_images_per_s": round(n / p, 1),
+            }
+        )
+        print(
+            f"[bench/phantom] {n} subjects at {size} px: {p:.2f} s (PNG writing alone {r:.2f} s, ratio {p / r:.2f})",
+            file=sys.stderr,
+        )
+    result = {
+        "bench": "phantom",
+        "configs": configs,
+        "settings": {"repeats": args.repeats, "seed": args.seed},
+        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+    }
     print(json.dumps(result))
     return result
 

@@ -59,8 +59,9 @@ size, backbone              pipeline cold     pipeline cached   training step   
                                                                                   [107× / 294×]
 ==========================  ================  ================  ================  =============
 
-The target (≥ 3×) is met with a wide margin; on an idle machine (DESIGN.md: ResNet50 at
-224 px ~11 img/s) the ratio would still be ~25×. Memory and disk caches read back alike.
+The target (≥ 3×) is met with a wide margin; on an idle machine (where ResNet50 at
+224 px trains at ~11 img/s, a figure measured elsewhere) the ratio would still be ~25×. Memory and disk caches read
+back alike.
 Augmentation, images/s: 224 px — tf.data 741 (p = 0.5) / 386 (p = 1) vs Keras layers 299;
 300 px — tf.data 751 / 386 vs layers 311 [under heavier load: 350 / 184 vs 126 and
 189 / 94 vs 74]. On the CPU, tf.data is faster even like for like (p = 1) and about twice
@@ -70,7 +71,8 @@ Output: ONE JSON line on stdout (keys ``bench``, ``configs``, ``augmentation``,
 ``augmentation_default`` (what osteo_tf does), ``augmentation_faster_here``, ``target_ratio``,
 ``settings``, ``machine``, ``versions``);
 human-readable progress on stderr. Seeded (``--seed``): same cohort, same augmentations.
-Defaults take 1.5–4 min on 2 CPU cores (most of it the two models' tracing and steps). ``--quick`` is the smoke-test size (seconds).
+Defaults take 1.5–4 min on 2 CPU cores (most of it the two models' tracing and steps). ``--quick`` is the smoke-test
+size (seconds).
 
     python bench/pipeline.py                       # defaults
     python bench/pipeline.py --configs 32:resnet18 --quick
@@ -94,21 +96,36 @@ AUGMENTATION_DEFAULT = "tf.data"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="See the module docstring (head -60 bench/pipeline.py) for what is measured.")
-    parser.add_argument("--configs", default="224:resnet50,300:efficientnet_b3",
-                        help="comma-separated SIZE:BACKBONE pairs (default %(default)s)")
-    parser.add_argument("--images", type=int, default=256, help="phantom images per configuration (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="See the module docstring (head -60 bench/pipeline.py) for what is measured.",
+    )
+    parser.add_argument(
+        "--configs",
+        default="224:resnet50,300:efficientnet_b3",
+        help="comma-separated SIZE:BACKBONE pairs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--images", type=int, default=256, help="phantom images per configuration (default %(default)s)"
+    )
     parser.add_argument("--batch", type=int, default=16, help="batch size, pipeline and model (default %(default)s)")
-    parser.add_argument("--cached-epochs", type=int, default=2, help="epochs timed after the cold one (default %(default)s)")
+    parser.add_argument(
+        "--cached-epochs", type=int, default=2, help="epochs timed after the cold one (default %(default)s)"
+    )
     parser.add_argument("--model-steps", type=int, default=2, help="timed training steps (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed training steps first (tracing) (default %(default)s)")
-    parser.add_argument("--aug-images", type=int, default=256,
-                        help="images per augmentation measurement (default %(default)s)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed training steps first (tracing) (default %(default)s)"
+    )
+    parser.add_argument(
+        "--aug-images", type=int, default=256, help="images per augmentation measurement (default %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke-test size: 24 images, 1 cached epoch, 1 model step, 32 augmentation images")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-test size: 24 images, 1 cached epoch, 1 model step, 32 augmentation images",
+    )
     parser.add_argument("--out", help="also append the JSON line to this file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -162,8 +179,17 @@ def pipeline_rates(cohort, spec, size: int, args, cache_dir: Path) -> dict:
 
     rates = {}
     for cache in ("memory", "disk"):
-        dataset = make_dataset(cohort, None, spec, size, args.batch, training=True, seed=args.seed,
-                               cache=cache, cache_file=cache_dir / f"train{size}")
+        dataset = make_dataset(
+            cohort,
+            None,
+            image_size=size,
+            normalization=spec.normalization,
+            batch_size=args.batch,
+            training=True,
+            seed=args.seed,
+            cache=cache,
+            cache_file=cache_dir / f"train{size}",
+        )
         seconds = time_epochs(dataset, 1 + args.cached_epochs)
         rates[f"{cache}_cold_img_s"] = len(cohort) / seconds[0]
         rates[f"{cache}_cached_img_s"] = len(cohort) * args.cached_epochs / sum(seconds[1:])
@@ -176,11 +202,11 @@ def model_rate(backbone: str, size: int, args) -> dict:
     import numpy as np
 
     from osteo_tf.models import build_model
-    from osteo_tf.training.config import TrainConfig
+    from osteo_tf.runs.config import TrainConfig
     from osteo_tf.training.train import compile_model
 
     keras.utils.set_random_seed(args.seed)
-    model = build_model(backbone, "image_only", size, 0, weights=None)
+    model = build_model(backbone, "image_only", size, covariate_dim=0, weights=None)
     compile_model(model, TrainConfig(backbone=backbone, mode="image_only", image_size=size, batch_size=args.batch))
     rng = np.random.default_rng(args.seed)
     x = {"image": rng.normal(size=(args.batch, size, size, 3)).astype("float32")}
@@ -204,12 +230,15 @@ def keras_augmentation(seed: int):
 
     from osteo_tf.data.pipeline import JITTER, MAX_ROTATION_DEGREES
 
-    return keras.Sequential([
-        keras.layers.RandomRotation(MAX_ROTATION_DEGREES / 360.0, fill_mode="constant", fill_value=0.0, seed=seed),
-        keras.layers.RandomFlip("horizontal_and_vertical", seed=seed + 1),
-        keras.layers.RandomBrightness(JITTER, value_range=(0.0, 255.0), seed=seed + 2),
-        keras.layers.RandomContrast(JITTER, value_range=(0.0, 255.0), seed=seed + 3),
-    ], name="keras_augmentation")
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(MAX_ROTATION_DEGREES / 360.0, fill_mode="constant", fill_value=0.0, seed=seed),
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=seed + 1),
+            keras.layers.RandomBrightness(JITTER, value_range=(0.0, 255.0), seed=seed + 2),
+            keras.layers.RandomContrast(JITTER, value_range=(0.0, 255.0), seed=seed + 3),
+        ],
+        name="keras_augmentation",
+    )
 
 
 def augmentation_rates(size: int, args) -> dict:
@@ -227,9 +256,12 @@ def augmentation_rates(size: int, args) -> dict:
         pipeline.AUGMENT_PROBABILITY = probability  # read when the map function is traced
         try:
             seeds = tf.data.Dataset.random(seed=args.seed, rerandomize_each_iteration=True).batch(2)
-            dataset = (tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(images), seeds))
-                       .map(pipeline.augment, num_parallel_calls=tf.data.AUTOTUNE)
-                       .batch(args.batch).prefetch(tf.data.AUTOTUNE))
+            dataset = (
+                tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(images), seeds))
+                .map(pipeline.augment, num_parallel_calls=tf.data.AUTOTUNE)
+                .batch(args.batch)
+                .prefetch(tf.data.AUTOTUNE)
+            )
             for _ in dataset:  # warm-up: tracing, autotuning
                 pass
             seconds = []
@@ -244,7 +276,7 @@ def augmentation_rates(size: int, args) -> dict:
 
     layers = keras_augmentation(args.seed)
     apply = tf.function(lambda batch: layers(batch, training=True), jit_compile=False)
-    batches = [tf.constant(images[i:i + args.batch]) for i in range(0, n, args.batch)]
+    batches = [tf.constant(images[i : i + args.batch]) for i in range(0, n, args.batch)]
     for batch in batches:  # warm-up: tracing (one trace per batch shape)
         apply(batch)
     seconds = []
@@ -253,8 +285,12 @@ def augmentation_rates(size: int, args) -> dict:
         for batch in batches:
             apply(batch).numpy()
         seconds.append(time.perf_counter() - started)
-    rates = {"size": size, "tf_data_img_s": tf_data(pipeline.AUGMENT_PROBABILITY), "tf_data_p1_img_s": tf_data(1.0),
-             "keras_layers_img_s": n / statistics.median(seconds)}
+    rates = {
+        "size": size,
+        "tf_data_img_s": tf_data(pipeline.AUGMENT_PROBABILITY),
+        "tf_data_p1_img_s": tf_data(1.0),
+        "keras_layers_img_s": n / statistics.median(seconds),
+    }
     rates["faster"] = "tf.data" if rates["tf_data_p1_img_s"] >= rates["keras_layers_img_s"] else "keras_layers"
     return rates
 
@@ -263,8 +299,12 @@ def machine() -> dict:
     import tensorflow as tf
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpus": os.cpu_count(), "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
-            "platform": platform.platform(), "loadavg_at_end": [round(v, 2) for v in load] if load else None}
+    return {
+        "cpus": os.cpu_count(),
+        "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
+        "platform": platform.platform(),
+        "loadavg_at_end": [round(v, 2) for v in load] if load else None,
+    }
 
 
 def versions() -> dict:
@@ -272,8 +312,12 @@ def versions() -> dict:
     import numpy as np
     import tensorflow as tf
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -296,27 +340,45 @@ def main(argv: list[str] | None = None) -> dict:
             cohort = phantom_cohort(Path(scratch) / f"phantom{size}", size, args.images, args.seed)
             log(f"{size} px: phantom of {len(cohort)} images written in {time.perf_counter() - started:.1f} s")
             rates = pipeline_rates(cohort, spec, size, args, Path(scratch) / "cache")
-            log(f"{size} px pipeline: cold {rates['memory_cold_img_s']:.0f} img/s, cached {rates['memory_cached_img_s']:.0f} "
-                f"img/s (disk cache: cold {rates['disk_cold_img_s']:.0f}, cached {rates['disk_cached_img_s']:.0f})")
+            log(
+                f"{size} px pipeline: cold {rates['memory_cold_img_s']:.0f} img/s, "
+                f"cached {rates['memory_cached_img_s']:.0f} "
+                f"img/s (disk cache: cold {rates['disk_cold_img_s']:.0f}, cached {rates['disk_cached_img_s']:.0f})"
+            )
             rates.update(model_rate(backbone, size, args))
             rates["ratio_cold"] = rates["memory_cold_img_s"] / rates["model_img_s"]
             rates["ratio_cached"] = rates["memory_cached_img_s"] / rates["model_img_s"]
             rates["target_met"] = min(rates["ratio_cold"], rates["ratio_cached"]) >= TARGET_RATIO
-            log(f"{size} px {backbone} training step: {rates['model_img_s']:.1f} img/s → pipeline/model "
-                f"cold {rates['ratio_cold']:.1f}×, cached {rates['ratio_cached']:.1f}× (target ≥ {TARGET_RATIO:g}×)")
-            configs.append({"size": size, "backbone": backbone, "images": len(cohort),
-                            **{k: round(v, 4) if isinstance(v, float) else v for k, v in rates.items()}})
+            log(
+                f"{size} px {backbone} training step: {rates['model_img_s']:.1f} img/s → pipeline/model "
+                f"cold {rates['ratio_cold']:.1f}×, cached {rates['ratio_cached']:.1f}× (target ≥ {TARGET_RATIO:g}×)"
+            )
+            configs.append(
+                {
+                    "size": size,
+                    "backbone": backbone,
+                    "images": len(cohort),
+                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in rates.items()},
+                }
+            )
             aug = augmentation_rates(size, args)
-            log(f"{size} px augmentation: tf.data {aug['tf_data_img_s']:.0f} img/s (p=0.5), {aug['tf_data_p1_img_s']:.0f} "
-                f"(p=1); Keras layers {aug['keras_layers_img_s']:.0f} img/s → faster: {aug['faster']}")
+            log(
+                f"{size} px augmentation: tf.data {aug['tf_data_img_s']:.0f} img/s (p=0.5), "
+                f"{aug['tf_data_p1_img_s']:.0f} "
+                f"(p=1); Keras layers {aug['keras_layers_img_s']:.0f} img/s → faster: {aug['faster']}"
+            )
             augmentation.append({k: round(v, 2) if isinstance(v, float) else v for k, v in aug.items()})
     faster = {a["faster"] for a in augmentation}
     result = {
-        "bench": "pipeline", "target_ratio": TARGET_RATIO, "configs": configs, "augmentation": augmentation,
+        "bench": "pipeline",
+        "target_ratio": TARGET_RATIO,
+        "configs": configs,
+        "augmentation": augmentation,
         "augmentation_default": AUGMENTATION_DEFAULT,
         "augmentation_faster_here": faster.pop() if len(faster) == 1 else "depends on size",
         "settings": {k: v for k, v in vars(args).items() if k not in ("pairs", "out")},
-        "machine": machine(), "versions": versions(),
+        "machine": machine(),
+        "versions": versions(),
     }
     line = json.dumps(result)
     print(line, flush=True)

@@ -96,15 +96,22 @@ KERAS_HUB_RESNETS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="See the module docstring (head -60 bench/train_step.py) for what is measured.")
-    parser.add_argument("--backbones", default="resnet18,resnet50,googlenet,efficientnet_b0",
-                        help="comma-separated registry names (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="See the module docstring (head -60 bench/train_step.py) for what is measured.",
+    )
+    parser.add_argument(
+        "--backbones",
+        default="resnet18,resnet50,googlenet,efficientnet_b0",
+        help="comma-separated registry names (default %(default)s)",
+    )
     parser.add_argument("--size", type=int, default=128, help="image side in px (default %(default)s)")
     parser.add_argument("--batch", type=int, default=16, help="batch size (default %(default)s)")
     parser.add_argument("--steps", type=int, default=1, help="timed steps per repeat and side (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per side first, tracing included (default %(default)s)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed steps per side first, tracing included (default %(default)s)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="alternating timed repeats (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also append the JSON line to this file")
@@ -136,9 +143,15 @@ def plain_backbone(name: str, size: int):
 
         preset, block_type, blocks = KERAS_HUB_RESNETS[int(name.removeprefix("resnet"))]
         backbone = keras_hub.models.ResNetBackbone(
-            input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 128, 256, 512],
-            stackwise_num_blocks=blocks, stackwise_num_strides=[1, 2, 2, 2], block_type=block_type,
-            use_pre_activation=False, image_shape=shape)
+            input_conv_filters=[64],
+            input_conv_kernel_sizes=[7],
+            stackwise_num_filters=[64, 128, 256, 512],
+            stackwise_num_blocks=blocks,
+            stackwise_num_strides=[1, 2, 2, 2],
+            block_type=block_type,
+            use_pre_activation=False,
+            image_shape=shape,
+        )
         match = None
         if preset is not None:
             match = backbone.count_params() == backbone_presets[preset]["metadata"]["params"]
@@ -146,14 +159,19 @@ def plain_backbone(name: str, size: int):
     if spec.family == "efficientnet":
         variant = name.split("_")[1].upper()
         constructor = getattr(keras.applications, f"EfficientNet{variant}")
-        return (constructor(include_top=False, weights=None, input_shape=shape),
-                f"keras.applications.EfficientNet{variant}(include_top=False, weights=None)", None)
+        return (
+            constructor(include_top=False, weights=None, input_shape=shape),
+            f"keras.applications.EfficientNet{variant}(include_top=False, weights=None)",
+            None,
+        )
     if spec.family == "googlenet":
         from osteo_tf.models.googlenet import GoogLeNet
 
-        return (GoogLeNet(include_top=False, weights=None, input_shape=shape, transform_input=True),
-                "osteo_tf.models.googlenet.GoogLeNet (no plain Keras GoogLeNet exists): the project's backbone, plain head",
-                None)
+        return (
+            GoogLeNet(include_top=False, weights=None, input_shape=shape, transform_input=True),
+            "osteo_tf.models.googlenet.GoogLeNet (no plain Keras GoogLeNet exists): the project's backbone, plain head",
+            None,
+        )
     raise SystemExit(f"no plain counterpart for backbone {name!r}")
 
 
@@ -169,17 +187,20 @@ def plain_model(name: str, size: int):
     x = keras.layers.Dense(FUSION_UNITS, activation="relu")(x)
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name=f"plain_{name}")
     spec = get_backbone_spec(name)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate, momentum=0.9),
-                  loss="binary_crossentropy", jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate, momentum=0.9),
+        loss="binary_crossentropy",
+        jit_compile=False,
+    )
     return model, description, match
 
 
 def project_model(name: str, size: int, batch: int):
     from osteo_tf.models import build_model
-    from osteo_tf.training.config import TrainConfig
+    from osteo_tf.runs.config import TrainConfig
     from osteo_tf.training.train import compile_model
 
-    model = build_model(name, "image_only", size, 0, weights=None)
+    model = build_model(name, "image_only", size, covariate_dim=0, weights=None)
     return compile_model(model, TrainConfig(backbone=name, mode="image_only", image_size=size, batch_size=batch))
 
 
@@ -218,7 +239,7 @@ def bench_backbone(name: str, args) -> dict:
     runs = {"project": [], "plain": []}
     cpu = {"project": [], "plain": []}
     for repeat in range(args.repeats):
-        for side in (("project", "plain") if repeat % 2 == 0 else ("plain", "project")):
+        for side in ("project", "plain") if repeat % 2 == 0 else ("plain", "project"):
             model, x = sides[side]
             wall, used = run_steps(model, x, labels, args.steps)
             runs[side].append(wall)
@@ -229,16 +250,26 @@ def bench_backbone(name: str, args) -> dict:
     basis = "wall" if gpus() else "cpu"
     primary = ratios if basis == "wall" else cpu_ratios
     result = {
-        "ratio": round(statistics.median(primary), 4), "ratio_basis": basis,
-        "ratio_runs": [round(r, 4) for r in primary], "within_budget": statistics.median(primary) <= BUDGET_RATIO,
-        "project_step_s": round(step["project"], 5), "plain_step_s": round(step["plain"], 5),
-        "project_img_s": round(args.batch / step["project"], 2), "plain_img_s": round(args.batch / step["plain"], 2),
-        "ratio_wall": round(statistics.median(ratios), 4), "ratio_wall_runs": [round(r, 4) for r in ratios],
-        "project_cpu_s": round(statistics.median(cpu["project"]), 5), "plain_cpu_s": round(statistics.median(cpu["plain"]), 5),
-        "ratio_cpu": round(statistics.median(cpu_ratios), 4), "ratio_cpu_runs": [round(r, 4) for r in cpu_ratios],
-        "project_params": int(sides["project"][0].count_params()), "plain_params": int(plain.count_params()),
-        "plain": description, "params_match_preset": match,
-        "build_s": round(build_s, 2), "warmup_s": warmup,
+        "ratio": round(statistics.median(primary), 4),
+        "ratio_basis": basis,
+        "ratio_runs": [round(r, 4) for r in primary],
+        "within_budget": statistics.median(primary) <= BUDGET_RATIO,
+        "project_step_s": round(step["project"], 5),
+        "plain_step_s": round(step["plain"], 5),
+        "project_img_s": round(args.batch / step["project"], 2),
+        "plain_img_s": round(args.batch / step["plain"], 2),
+        "ratio_wall": round(statistics.median(ratios), 4),
+        "ratio_wall_runs": [round(r, 4) for r in ratios],
+        "project_cpu_s": round(statistics.median(cpu["project"]), 5),
+        "plain_cpu_s": round(statistics.median(cpu["plain"]), 5),
+        "ratio_cpu": round(statistics.median(cpu_ratios), 4),
+        "ratio_cpu_runs": [round(r, 4) for r in cpu_ratios],
+        "project_params": int(sides["project"][0].count_params()),
+        "plain_params": int(plain.count_params()),
+        "plain": description,
+        "params_match_preset": match,
+        "build_s": round(build_s, 2),
+        "warmup_s": warmup,
         "runs_s": {side: [round(v, 5) for v in values] for side, values in runs.items()},
     }
     keras.utils.clear_session(free_memory=True)
@@ -253,8 +284,12 @@ def gpus() -> list[str]:
 
 def machine() -> dict:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpus": os.cpu_count(), "gpus": gpus(),
-            "platform": platform.platform(), "loadavg_at_end": [round(v, 2) for v in load] if load else None}
+    return {
+        "cpus": os.cpu_count(),
+        "gpus": gpus(),
+        "platform": platform.platform(),
+        "loadavg_at_end": [round(v, 2) for v in load] if load else None,
+    }
 
 
 def versions() -> dict:
@@ -263,8 +298,13 @@ def versions() -> dict:
     import numpy as np
     import tensorflow as tf
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "keras_hub": keras_hub.__version__, "numpy": np.__version__}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_hub": keras_hub.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -281,14 +321,21 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     for name in args.names:
         result = results[name] = bench_backbone(name, args)
-        log(f"{name} at {args.size} px, batch {args.batch}: project {result['project_step_s']:.3f} s/step "
+        log(
+            f"{name} at {args.size} px, batch {args.batch}: project {result['project_step_s']:.3f} s/step "
             f"({result['project_img_s']:.1f} img/s), plain {result['plain_step_s']:.3f} s/step "
             f"({result['plain_img_s']:.1f} img/s); project/plain: CPU time {result['ratio_cpu']:.3f} "
             f"(runs {result['ratio_cpu_runs']}), wall {result['ratio_wall']:.3f} (runs {result['ratio_wall_runs']}); "
-            f"budget ≤ {BUDGET_RATIO} on {result['ratio_basis']} time")
-    output = {"bench": "train_step", "budget_ratio": BUDGET_RATIO, "backbones": results,
-              "settings": {k: v for k, v in vars(args).items() if k not in ("names", "out")},
-              "machine": machine(), "versions": versions()}
+            f"budget ≤ {BUDGET_RATIO} on {result['ratio_basis']} time"
+        )
+    output = {
+        "bench": "train_step",
+        "budget_ratio": BUDGET_RATIO,
+        "backbones": results,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("names", "out")},
+        "machine": machine(),
+        "versions": versions(),
+    }
     line = json.dumps(output)
     print(line, flush=True)
     if args.out:

@@ -11,18 +11,22 @@ does not pay for importing TensorFlow::
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("osteo_tf")  # one source: pyproject.toml's [project] version
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "train": "osteo_tf.training.train",
-    "TrainConfig": "osteo_tf.training.config",
+    "TrainConfig": "osteo_tf.runs.config",
     "evaluate": "osteo_tf.evaluation.evaluate",
     "select_threshold": "osteo_tf.evaluation.threshold",
     "export_run": "osteo_tf.serving.archive",
     "predict_manifest": "osteo_tf.serving.predict",
     "binary_metrics": "osteo_tf.evaluation.metrics",
-    "make_report": "osteo_tf.evaluation.report",
+    "make_report": "osteo_tf.experiments.report",
     "write_cohort_table": "osteo_tf.evaluation.cohort",
     "gradcam": "osteo_tf.explain",
     "explain_run": "osteo_tf.explain",
@@ -33,6 +37,8 @@ _EXPORTS = {
     "run_demo": "osteo_tf.demo",
     "load_experiment": "osteo_tf.experiments.config",
     "run_experiment": "osteo_tf.experiments.runner",
+    "RunDir": "osteo_tf.runs.run_dir",
+    "load_run": "osteo_tf.runs.loading",
     "RayExecutor": "osteo_tf.experiments.ray_executor",
     "read_results": "osteo_tf.experiments.runner",
     "OsteoInputError": "osteo_tf.errors",

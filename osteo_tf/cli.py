@@ -2,20 +2,57 @@
 
 TensorFlow is imported only inside the commands that need it, so ``osteo --help`` and the
 data commands answer at once; TensorFlow's start-up lines are filtered out (:mod:`osteo_tf.console`).
-A user mistake (:class:`OsteoInputError`) prints its message and exits 2 without a traceback; a
-closed stdout pipe (``| head``) ends the command quietly (status 141, as after SIGPIPE).
+Defaults and choices come from the library (:class:`~osteo_tf.runs.config.TrainConfig`,
+:class:`~osteo_tf.demo_settings.DemoSettings`, :mod:`osteo_tf.vocabulary`), and so do the
+lines each command prints. A user mistake (:class:`OsteoInputError`) prints its message, with
+the parameters it names written as this command's flags (:func:`_flagged`), and exits 2
+without a traceback; a closed stdout pipe (``| head``) ends the command quietly (status 141,
+as after SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import re
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from osteo_tf.console import quiet_libraries
+from osteo_tf.data.covariates import IMPUTE_METHODS
+from osteo_tf.demo_settings import DEMO_OUT, DemoSettings
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.vocabulary import DEFAULT_INFORMATION, FUSIONS, MODES, PHANTOM_INFORMATION
+from osteo_tf.runs.config import PRECISIONS, TrainConfig, TrainOptionError
+from osteo_tf.vocabulary import (
+    CACHE_CHOICES,
+    CAM_METHODS,
+    CAM_TARGETS,
+    CONVERTIBLE_BACKBONES,
+    COVARIATE_SETS,
+    DEFAULT_EXPORT_ROOT,
+    DEFAULT_INFORMATION,
+    DEFAULT_MODEL_NAME,
+    EXECUTORS,
+    FUSIONS,
+    INFORMATIVE_REGIONS,
+    MODES,
+    PHANTOM_INFORMATION,
+    PHANTOM_KINDS,
+    SPLIT_NAMES,
+)
+
+__all__ = ["main", "parser"]
+
+VERBOSITY = (0, 1, 2)
+VERBOSE_HELP = "Keras progress: 0 none, 1 bars, 2 a line per epoch and TensorFlow's own log lines (hidden otherwise)"
+BACKBONES_NOTE = (
+    "params: trainable, with torchvision's 1000-class head; backbone: without it. "
+    "--weights imagenet:SOURCE picks another source."
+)
+
+# ------------------------------------------------------------------------------ the commands
 
 
 def _quiet_tensorflow(verbose: int = 0) -> None:
@@ -23,44 +60,73 @@ def _quiet_tensorflow(verbose: int = 0) -> None:
     quiet_libraries(show=verbose >= 2)
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    _quiet_tensorflow(args.verbose)
-    from osteo_tf.demo import DemoSettings, run_demo
+def _print(lines: Iterable[str]) -> None:
+    for line in lines:
+        print(line)
 
-    settings = DemoSettings(**{k: v for k, v in vars(args).items() if k in DemoSettings.__dataclass_fields__ and v is not None})
-    run_demo(args.out, settings, verbose=args.verbose)
+
+def _given(args: argparse.Namespace, settings: type) -> dict:
+    """The fields of dataclass ``settings`` given on the command line (the options not None)."""
+    return {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(settings) if getattr(args, f.name, None) is not None
+    }
+
+
+def _manifest_config(args: argparse.Namespace):
+    """The ManifestConfig of ``--manifest-config FILE`` (None without one); errors name the file and key."""
+    from osteo_tf.data.manifest import ManifestConfig
+
+    if not getattr(args, "manifest_config", None):
+        return None
+    return ManifestConfig.from_yaml(args.manifest_config)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """``osteo demo``: the three models on a phantom cohort (:func:`osteo_tf.demo.run_demo`).
+
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow(args.verbose)
+    from osteo_tf.demo import run_demo
+
+    run_demo(args.out, DemoSettings(**_given(args, DemoSettings)), verbose=args.verbose)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """``osteo train``: one fit, its TrainConfig made of the flags given.
+
+    Args:
+        args: the parsed command line.
+    """
     _quiet_tensorflow(args.verbose)
-    from osteo_tf.training.config import TrainConfig
     from osteo_tf.training.train import train
 
-    options = {k: getattr(args, k) for k in (
-        "backbone", "mode", "image_size", "weights", "covariates", "epochs", "patience", "batch_size",
-        "learning_rate", "seed", "threshold", "intensity", "impute", "fusion", "aux_loss_weight", "covariate_dropout",
-        "cache", "precision", "jit") if getattr(args, k) is not None}
-    options.update(allow_exclusions=args.allow_exclusions, deterministic=args.deterministic)
-    manifest_config = _manifest_config(args)
-    train(args.manifest, args.out, TrainConfig(**options), manifest_config=manifest_config, force=args.force, verbose=args.verbose)
+    config = TrainConfig(**_given(args, TrainConfig))
+    train(
+        args.manifest, args.out, config, manifest_config=_manifest_config(args), force=args.force, verbose=args.verbose
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    _quiet_tensorflow()
-    from osteo_tf.evaluation.evaluate import evaluate
-    from osteo_tf.evaluation.metrics import METRIC_NAMES
+    """``osteo evaluate``: a finished run's metrics on its test split or an external cohort.
 
-    without = tuple(c.strip() for c in (args.without or "").split(",") if c.strip())
-    metrics = evaluate(args.run, manifest=args.manifest, split=args.split, without=without)
-    where = f"external cohort {args.manifest}" if args.manifest else f"{args.split} split"
-    where += f", without {', '.join(without)}" if without else ""
-    print(f"{args.run} on the {where} (n={metrics['n']}, threshold {metrics['threshold']}):")
-    for name in METRIC_NAMES:
-        print(f"  {name:12} {metrics[name]:.4f}")
-    print(f"  confusion    tp={metrics['tp']} fp={metrics['fp']} tn={metrics['tn']} fn={metrics['fn']}")
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow()
+    from osteo_tf.evaluation.evaluate import evaluate, evaluation_lines
+
+    metrics = evaluate(args.run, manifest=args.manifest, split=args.split, without=args.without)
+    _print(evaluation_lines(args.run, metrics, manifest=args.manifest, split=args.split, without=args.without))
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
+    """``osteo experiment``: a study grid, this shard's fits (or its plan and cost estimate).
+
+    Args:
+        args: the parsed command line.
+    """
     _quiet_tensorflow(args.verbose)
     from osteo_tf.experiments.config import load_experiment
     from osteo_tf.experiments.runner import parse_shard, run_experiment
@@ -70,8 +136,9 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     config = load_experiment(args.config, manifest=args.manifest)
     if args.estimate and not args.dry_run:
         raise OsteoInputError("--estimate goes with --dry-run (it estimates, it runs nothing)")
-    records = run_experiment(config, args.out, shard=shard, dry_run=args.dry_run, force=args.force, verbose=args.verbose,
-                             executor=executor)
+    records = run_experiment(
+        config, args.out, shard=shard, dry_run=args.dry_run, force=args.force, verbose=args.verbose, executor=executor
+    )
     if args.estimate:
         from osteo_tf.experiments.estimate import estimate_experiment
 
@@ -82,8 +149,12 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
 def _executor(args: argparse.Namespace):
     """The executor run_experiment takes: "local", or a RayExecutor built from the --executor ray options."""
-    ray_options = {"address": args.address, "gpus_per_fit": args.gpus_per_fit, "cpus_per_fit": args.cpus_per_fit,
-                   "max_retries": args.max_retries}
+    ray_options = {
+        "address": args.address,
+        "gpus_per_fit": args.gpus_per_fit,
+        "cpus_per_fit": args.cpus_per_fit,
+        "max_retries": args.max_retries,
+    }
     given = {k: v for k, v in ray_options.items() if v is not None}
     if args.executor == "local":
         if given:
@@ -96,6 +167,11 @@ def _executor(args: argparse.Namespace):
 
 
 def cmd_cohort(args: argparse.Namespace) -> None:
+    """``osteo cohort``: the cohort table by class.
+
+    Args:
+        args: the parsed command line.
+    """
     from osteo_tf.evaluation.cohort import write_cohort_table
 
     text, paths = write_cohort_table(args.manifest, args.out, _manifest_config(args))
@@ -104,330 +180,630 @@ def cmd_cohort(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    """``osteo report``: statistics, tables and figures of an experiment folder; prints the verdicts.
+
+    Args:
+        args: the parsed command line.
+    """
     if args.external:
         _quiet_tensorflow()
-    from osteo_tf.evaluation.report import make_report
+    from osteo_tf.experiments.report import make_report, report_summary
 
     path = make_report(args.dir, external=args.external, paired=args.paired)
-    print(path.read_text().split("## Mean, SD")[0].rstrip())
+    print(report_summary(path))
     print(f"\nwrote {path.parent}/ (report.md, tables as .md and .csv, figures/)")
 
 
-def cmd_explain(args: argparse.Namespace) -> None:
-    _quiet_tensorflow()
-    from osteo_tf.explain.run import explain_run
+def cmd_threshold(args: argparse.Namespace) -> None:
+    """``osteo threshold``: a run's decision threshold, chosen on its validation split.
 
-    table = explain_run(args.run, images=args.images, manifest=args.manifest, limit=args.limit, out=args.out,
-                        method=args.method, target=args.target, layer=args.layer, mask_column=args.mask_column)
-    out = Path(args.out) if args.out else Path(args.run) / "explain"
-    for row in table.itertuples():
-        label = "" if row.label != row.label else f" (true label {int(row.label)})"
-        inside = f"; map mass inside the mask {row.mass_inside_mask:.2f} (mask share {row.mask_share:.2f})" \
-            if args.mask_column else ""
-        print(f"{row.image}: p(osteoporosis) = {row.probability:.3f}{label}{inside} → {out / row.figure}")
-    if args.mask_column:
-        print(f"mean map mass inside the mask: {table['mass_inside_mask'].mean():.3f} "
-              f"(mean mask share {table['mask_share'].mean():.3f})")
-    print(f"grid: {out / 'grid.png'}; table: {out / 'explain.csv'}")
+    Args:
+        args: the parsed command line.
+    """
+    from osteo_tf.evaluation.metrics import format_threshold
+    from osteo_tf.evaluation.threshold import select_threshold
+
+    _print(format_threshold(args.run, select_threshold(args.run, args.target)))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """``osteo export``: a run as a SavedModel version for TF Serving.
+
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow()
+    from osteo_tf.serving.archive import export_lines, export_run
+
+    export = export_run(args.run, root=args.root, name=args.name, version=args.version, force=args.force)
+    _print(export_lines(args.run, export))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    """``osteo predict``: a manifest's predictions by an exported model or a TF Serving server.
+
+    Args:
+        args: the parsed command line.
+    """
+    if args.model:
+        _quiet_tensorflow()
+    from osteo_tf.serving.predict import predict_manifest
+
+    # Default: a local model's card holds the training run's manifest config (column names, sex codes, ROI size).
+    result = predict_manifest(
+        args.manifest,
+        args.out,
+        model=args.model,
+        server=args.server,
+        model_name=args.model_name,
+        version=args.version,
+        batch_size=args.batch_size,
+        manifest_config=_manifest_config(args),
+    )
+    print(f"wrote {len(result)} predictions ({int(result['label'].sum())} positive) to {args.out}")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    """``osteo explain``: Grad-CAM figures and their table.
+
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow()
+    from osteo_tf.explain.run import explain_lines, explain_run
+
+    table = explain_run(
+        args.run,
+        images=args.images,
+        manifest=args.manifest,
+        limit=args.limit,
+        out=args.out,
+        method=args.method,
+        target=args.target,
+        layer=args.layer,
+        mask_column=args.mask_column,
+    )
+    _print(explain_lines(table, args.run, args.out))
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
+    """``osteo data synth``: a synthetic phantom cohort.
+
+    Args:
+        args: the parsed command line.
+    """
     from osteo_tf.data.synthetic import make_cohort
 
-    manifest = make_cohort(args.kind, args.n, args.out, seed=args.seed, image_size=args.image_size,
-                           informative_region=args.informative_region, information=args.information)
+    manifest = make_cohort(
+        args.kind,
+        args.n,
+        args.out,
+        seed=args.seed,
+        image_size=args.image_size,
+        informative_region=args.informative_region,
+        information=args.information,
+    )
     print(f"wrote a synthetic {args.kind} cohort of {args.n} subjects: {manifest}")
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    import dataclasses
+    """``osteo data check``: a manifest's valid and excluded rows; exit 2 if rows are invalid (unless allowed).
 
+    Args:
+        args: the parsed command line.
+    """
     from osteo_tf.data.manifest import ManifestConfig, check_manifest
 
     config = _manifest_config(args) or ManifestConfig()
     check = check_manifest(args.manifest, dataclasses.replace(config, allow_missing=args.impute != "none"))
-    for row in check.exclusions.itertuples(index=False):
-        where = f"line {row.line}" + (f" ({row.image})" if row.image else "")
-        print(f"excluded {where}: {row.reason} — {row.detail}")
-    target = Path(args.exclusions) if args.exclusions else check.path.with_name(f"{check.path.stem}_exclusions.csv")
+    _print(check.exclusion_lines())
+    target = Path(args.exclusions) if args.exclusions else check.default_exclusions_path
     try:
         written = check.write(target)
     except OSError as error:
-        raise OsteoInputError(f"cannot write the exclusion list to {target} ({error}); choose a file with --exclusions") from None
-    print(check.summary())
-    cohort = check.cohort
-    positives = int(cohort["label"].sum())
-    print(f"{args.manifest}: {len(cohort)} valid rows, {cohort['patient_id'].nunique()} patients, "
-          f"{positives} osteoporosis / {len(cohort) - positives} non-osteoporosis")
-    print(f"exclusions written to {written} ({check.n_excluded} rows)")
-    if check.n_excluded and not args.allow_exclusions:
         raise OsteoInputError(
-            f"{check.n_excluded} of the {check.n_rows} rows of {args.manifest} are invalid (listed above and in "
-            f"{written}):\n{check.message}"
-            + ("" if "--allow-exclusions" in check.message else "\nOr pass --allow-exclusions to leave those rows out.")
-        )
+            f"cannot write the exclusion list to {target} ({error}); choose a file with --exclusions"
+        ) from None
+    print(check.summary())
+    print(check.cohort_line(args.manifest))
+    print(f"exclusions written to {written} ({check.n_excluded} rows)")
+    refusal = None if args.allow_exclusions else check.refusal(written, name=args.manifest)
+    if refusal is not None:
+        raise refusal
     check.require_rows()
 
 
 def cmd_backbones(args: argparse.Namespace) -> None:
-    _quiet_tensorflow()
-    from osteo_tf.models.backbones import registry_table
+    """``osteo backbones``: the backbone registry as a table.
 
-    rows = registry_table()
-    header = ("name", "params", "backbone", "size", "LR", "feature layer", "ImageNet weights (first = default)")
-    table = [header] + [(r["name"], f"{r['params']:,}", f"{r['backbone_params']:,}", str(r["size"]), f"{r['lr']:g}",
-                         r["feature_layer"], r["weights"]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
-    print("params: trainable, with torchvision's 1000-class head; backbone: without it. "
-          "--weights imagenet:SOURCE picks another source.")
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow()
+    from osteo_tf.models.backbones import registry_lines
+
+    _print(registry_lines())
+    print(BACKBONES_NOTE)
 
 
 def cmd_weights_convert(args: argparse.Namespace) -> None:
+    """``osteo weights convert``: a torchvision checkpoint as Keras weights.
+
+    Args:
+        args: the parsed command line.
+    """
     _quiet_tensorflow()
-    from osteo_tf.models.convert import convert_torchvision
+    from osteo_tf.models.backbones import convert_torchvision
 
     report = convert_torchvision(args.arch, args.checkpoint, args.out)
     print(report.summary())
     print(f"use it with: --backbone {args.arch} --weights {args.out}")
 
 
-def cmd_threshold(args: argparse.Namespace) -> None:
-    from osteo_tf.evaluation.metrics import METRIC_NAMES
-    from osteo_tf.evaluation.threshold import select_threshold
-
-    record = select_threshold(args.run, args.target)
-    print(f"{args.run}: threshold {record['threshold']:.6g} ({record['target']}, chosen on the validation split; "
-          f"recorded in threshold.json)")
-    for split in ("val", "test"):
-        metrics = record[split]
-        if metrics:
-            print(f"  {split:5} " + "  ".join(f"{name} {metrics[name]:.4f}" for name in METRIC_NAMES)
-                  + f"  (n={metrics['n']}, tp={metrics['tp']} fp={metrics['fp']} tn={metrics['tn']} fn={metrics['fn']})")
+# ------------------------------------------------------------------------------ the parser
 
 
-def cmd_export(args: argparse.Namespace) -> None:
-    _quiet_tensorflow()
-    from osteo_tf.serving.archive import docker_command, export_run
-
-    export = export_run(args.run, root=args.root, name=args.name, version=args.version, force=args.force)
-    card = export.card
-    print(f"exported {args.run} → {export.path} (signatures serving_default, serving_tensors; "
-          f"threshold {card['threshold']['value']:.6g}; model card {export.path / 'assets' / 'model_card.json'})")
-    print(f"inputs: {', '.join(card['signatures']['serving_default']['inputs'])}")
-    print(f"serve it with TF Serving:\n  {docker_command(export)}")
+def _command(
+    commands: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], None], help: str
+) -> argparse.ArgumentParser:
+    """A subcommand's parser that runs ``handler`` and is kept in the namespace (for :func:`_flagged`)."""
+    command = commands.add_parser(name, help=help)
+    command.set_defaults(handler=handler, command_parser=command)
+    return command
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    if args.model:
-        _quiet_tensorflow()
-    from osteo_tf.serving.predict import predict_manifest
-
-    # Default: a local model's card holds the training run's manifest config (column names, sex codes, ROI size).
-    result = predict_manifest(args.manifest, args.out, model=args.model, server=args.server, model_name=args.model_name,
-                              version=args.version, batch_size=args.batch_size, manifest_config=_manifest_config(args))
-    print(f"wrote {len(result)} predictions ({int(result['label'].sum())} positive) to {args.out}")
+def _columns(text: str) -> tuple[str, ...]:
+    """``"age, bmi"`` → ``("age", "bmi")``."""
+    return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
-def _manifest_config(args: argparse.Namespace):
-    """The ManifestConfig of ``--manifest-config FILE`` (None without one); errors name the file and key."""
-    from osteo_tf.data.manifest import ManifestConfig
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    demo = _command(
+        commands, "demo", cmd_demo, "train image-only, ensemble and covariate-only models on a phantom cohort"
+    )
+    demo.add_argument("--out", default=DEMO_OUT, help=f"output folder (default: {DEMO_OUT})")
+    demo.add_argument("--n", type=int, help=f"phantom subjects (default {DemoSettings.n})")
+    demo.add_argument("--image-size", type=int, help=f"pixels (default {DemoSettings.image_size})")
+    demo.add_argument("--backbone", help=f"backbone (default {DemoSettings.backbone})")
+    demo.add_argument("--epochs", type=int, help=f"max epochs (default {DemoSettings.epochs})")
+    demo.add_argument("--seed", type=int, help=f"seed (default {DemoSettings.seed})")
+    demo.add_argument("--verbose", type=int, default=1, choices=VERBOSITY, help=VERBOSE_HELP)
 
-    if not getattr(args, "manifest_config", None):
-        return None
-    return ManifestConfig.from_yaml(args.manifest_config)
 
-
-VERBOSE_HELP = "Keras progress: 0 none, 1 bars, 2 a line per epoch and TensorFlow's own log lines (hidden otherwise)"
-
-
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="osteo", description="Osteoporosis screening CNNs from hip and dental radiographs.")
-    commands = root.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser("demo", help="train image-only, ensemble and covariate-only models on a phantom cohort")
-    demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--n", type=int, help="phantom subjects (default 1200)")
-    demo.add_argument("--image-size", type=int, help="pixels (default 48)")
-    demo.add_argument("--backbone", help="backbone (default resnet18)")
-    demo.add_argument("--epochs", type=int, help="max epochs (default 40)")
-    demo.add_argument("--seed", type=int, help="seed (default 0)")
-    demo.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help=VERBOSE_HELP)
-    demo.set_defaults(handler=cmd_demo)
-
-    train = commands.add_parser("train", help="train one model on a manifest")
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    train = _command(commands, "train", cmd_train, "train one model on a manifest")
     train.add_argument("--manifest", required=True, help="cohort CSV (see README: data contract)")
     train.add_argument("--out", required=True, help="run folder to create (or resume)")
-    train.add_argument("--backbone", default="efficientnet_b0", help="backbone name (see README)")
-    train.add_argument("--mode", default="ensemble", choices=MODES)
-    train.add_argument("--fusion", choices=FUSIONS,
-                       help="how the ensemble joins image and covariates: concat (default, the papers'), late (a logit "
-                            "per branch, learned weighting) or film (covariates scale and shift the image features)")
-    train.add_argument("--aux-loss-weight", type=float,
-                       help="ensemble: weight of each branch's own auxiliary loss (default 0: none)")
-    train.add_argument("--covariate-dropout", type=float,
-                       help="probability of withholding each covariate of a training subject (default 0); > 0 lets "
-                            "the model predict with any covariate missing")
-    train.add_argument("--image-size", type=int, help="pixels; default: the backbone's paper size")
-    train.add_argument("--weights", help="none (default), imagenet, or a .weights.h5 path")
-    train.add_argument("--covariates", help="auto (default), hip, dental, or comma-separated columns")
-    train.add_argument("--epochs", type=int, help="max epochs (default 100)")
-    train.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 20)")
-    train.add_argument("--batch-size", type=int, help="batch size per device (default 16); with several GPUs the global batch is this x GPUs")
-    train.add_argument("--learning-rate", type=float, help="SGD rate; default by backbone family")
-    train.add_argument("--seed", type=int, help="seed for split, initialisation and augmentation (default 0)")
-    train.add_argument("--threshold", type=float, help="decision threshold on the probability (default 0.5)")
-    train.add_argument("--manifest-config", help="YAML with column names / sex codes (see README)")
-    train.add_argument("--intensity", help="per-image normalisation: minmax (default) or percentile:LOW,HIGH, e.g. percentile:1,99")
-    train.add_argument("--impute", choices=("none", "median"),
-                       help="missing covariates: none (default: an error) or median (training rows, plus a missing indicator)")
-    train.add_argument("--allow-exclusions", action="store_true",
-                       help="leave invalid manifest rows out (listed in the run's exclusions.csv) instead of stopping")
-    train.add_argument("--deterministic", action="store_true", help="seeded TensorFlow op determinism: identical reruns")
-    train.add_argument("--cache", choices=("memory", "disk", "none"),
-                       help="decoded images between epochs: memory (default, RAM), disk (a cache file under OUT/cache/, "
-                            "for cohorts larger than RAM), none (decode every epoch)")
-    train.add_argument("--precision", choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
-                       help="numerics: auto (default: mixed precision on a GPU — bfloat16 on Ampere or later — float32 on "
-                            "CPU); the output layer stays float32")
-    train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                       help="XLA-compile the training step (default: on with a GPU, off on CPU)")
+    _add_model_options(train)
+    _add_fit_options(train)
+    _add_cohort_options(train)
+    _add_runtime_options(train)
     train.add_argument("--force", action="store_true", help="discard an existing run folder")
-    train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help=VERBOSE_HELP)
-    train.set_defaults(handler=cmd_train)
+    train.add_argument("--verbose", type=int, default=1, choices=VERBOSITY, help=VERBOSE_HELP)
 
-    evaluate = commands.add_parser("evaluate", help="score a finished run on its test split or an external cohort")
+
+def _add_model_options(train: argparse.ArgumentParser) -> None:
+    """osteo train: the model (TrainConfig's backbone … covariates)."""
+    train.add_argument("--backbone", default=TrainConfig.backbone, help="backbone name (see README)")
+    train.add_argument("--mode", default=TrainConfig.mode, choices=MODES)
+    train.add_argument(
+        "--fusion",
+        choices=FUSIONS,
+        help=f"how the ensemble joins image and covariates: {TrainConfig.fusion} (default, the "
+        "papers'), late (a logit per branch, learned weighting) or film (covariates scale and "
+        "shift the image features)",
+    )
+    train.add_argument(
+        "--aux-loss-weight",
+        type=float,
+        help=f"ensemble: weight of each branch's own auxiliary loss (default {TrainConfig.aux_loss_weight:g}: none)",
+    )
+    train.add_argument(
+        "--covariate-dropout",
+        type=float,
+        help="probability of withholding each covariate of a training subject (default "
+        f"{TrainConfig.covariate_dropout:g}); > 0 lets the model predict with any covariate "
+        "missing",
+    )
+    train.add_argument("--image-size", type=int, help="pixels; default: the backbone's paper size")
+    train.add_argument("--weights", help=f"{TrainConfig.weights} (default), imagenet, or a .weights.h5 path")
+    train.add_argument(
+        "--covariates",
+        help=f"{TrainConfig.covariates} (default), {', '.join(COVARIATE_SETS)}, or comma-separated columns",
+    )
+
+
+def _add_fit_options(train: argparse.ArgumentParser) -> None:
+    """osteo train: the fit (epochs … threshold)."""
+    train.add_argument("--epochs", type=int, help=f"max epochs (default {TrainConfig.epochs})")
+    train.add_argument(
+        "--patience", type=int, help=f"early-stopping patience in epochs (default {TrainConfig.patience})"
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"batch size per device (default {TrainConfig.batch_size}); with several GPUs the global "
+        "batch is this x GPUs",
+    )
+    train.add_argument("--learning-rate", type=float, help="SGD rate; default by backbone family")
+    train.add_argument(
+        "--seed", type=int, help=f"seed for split, initialisation and augmentation (default {TrainConfig.seed})"
+    )
+    train.add_argument(
+        "--threshold", type=float, help=f"decision threshold on the probability (default {TrainConfig.threshold})"
+    )
+
+
+def _add_cohort_options(train: argparse.ArgumentParser) -> None:
+    """osteo train: reading the cohort (manifest config, intensity, imputation, exclusions, determinism)."""
+    train.add_argument("--manifest-config", help="YAML with column names / sex codes (see README)")
+    train.add_argument(
+        "--intensity",
+        help=f"per-image normalisation: {TrainConfig.intensity} (default) or percentile:LOW,HIGH, e.g. percentile:1,99",
+    )
+    train.add_argument(
+        "--impute",
+        choices=IMPUTE_METHODS,
+        help=f"missing covariates: {TrainConfig.impute} (default: an error) or median (training rows, "
+        "plus a missing indicator)",
+    )
+    train.add_argument(
+        "--allow-exclusions",
+        action="store_true",
+        help="leave invalid manifest rows out (listed in the run's exclusions.csv) instead of stopping",
+    )
+    train.add_argument(
+        "--deterministic", action="store_true", help="seeded TensorFlow op determinism: identical reruns"
+    )
+
+
+def _add_runtime_options(train: argparse.ArgumentParser) -> None:
+    """osteo train: how the fit runs (cache, precision, XLA); results do not depend on the cache or XLA."""
+    train.add_argument(
+        "--cache",
+        choices=CACHE_CHOICES,
+        help=f"decoded images between epochs: {TrainConfig.cache} (default, RAM), disk (a cache file "
+        "under OUT/cache/, for cohorts larger than RAM), none (decode every epoch)",
+    )
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help=f"numerics: {TrainConfig.precision} (default: mixed precision on a GPU — bfloat16 on "
+        "Ampere or later — float32 on CPU); the output layer stays float32",
+    )
+    train.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="XLA-compile the training step (default: on with a GPU, off on CPU)",
+    )
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    evaluate = _command(
+        commands, "evaluate", cmd_evaluate, "score a finished run on its test split or an external cohort"
+    )
     evaluate.add_argument("--run", required=True, help="run folder written by osteo train")
     evaluate.add_argument("--manifest", help="external cohort CSV to score instead of the run's test split")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--without", help="comma-separated covariates to treat as missing in every row (a model "
-                                            "trained with --covariate-dropout predicts without them)")
-    evaluate.set_defaults(handler=cmd_evaluate)
+    evaluate.add_argument("--split", default="test", choices=SPLIT_NAMES)
+    evaluate.add_argument(
+        "--without",
+        type=_columns,
+        default=(),
+        help="comma-separated covariates to treat as missing in every row (a model trained with "
+        "--covariate-dropout predicts without them)",
+    )
 
-    experiment = commands.add_parser("experiment", help="run a study grid (backbone x mode x repeat x fold) from a YAML config")
+
+def _add_experiment(commands: argparse._SubParsersAction) -> None:
+    experiment = _command(
+        commands, "experiment", cmd_experiment, "run a study grid (backbone x mode x repeat x fold) from a YAML config"
+    )
     experiment.add_argument("config", help="a config YAML path, or a packaged config: demo, hip_2020, dental_2022")
     experiment.add_argument("--out", required=True, help="experiment folder to create (or resume)")
     experiment.add_argument("--manifest", help="cohort CSV; replaces the config's cohort")
     experiment.add_argument("--dry-run", action="store_true", help="print the plan and the number of fits, run nothing")
-    experiment.add_argument("--estimate", action="store_true",
-                            help="with --dry-run: time a few training steps per backbone here and estimate the grid's "
-                                 "wall time on 1 and on --devices devices")
-    experiment.add_argument("--devices", type=int, default=4, help="devices (GPUs) for --estimate's second figure (default 4)")
+    experiment.add_argument(
+        "--estimate",
+        action="store_true",
+        help="with --dry-run: time a few training steps per backbone here and estimate the grid's "
+        "wall time on 1 and on --devices devices",
+    )
+    experiment.add_argument(
+        "--devices", type=int, default=4, help="devices (GPUs) for --estimate's second figure (default 4)"
+    )
     experiment.add_argument("--subjects", type=int, help="cohort size for --estimate when the config names no cohort")
     experiment.add_argument("--shard", default="1/1", help="i/n: run every n-th fit starting at the i-th (1 <= i <= n)")
     experiment.add_argument("--force", action="store_true", help="discard the results of a different config in --out")
-    experiment.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help=VERBOSE_HELP + ", per fit")
-    experiment.add_argument("--executor", default="local", choices=("local", "ray"),
-                            help="local: fits one after another here (default); ray: each fit a Ray task (pip install "
-                                 "'osteo_tf[ray]'; --out on a file system all nodes share)")
-    experiment.add_argument("--address", help="with --executor ray: an existing cluster (auto, HOST:6379); "
-                                              "default: start Ray on this machine")
-    experiment.add_argument("--gpus-per-fit", help="with --executor ray: 0, 1, 2, … or 1/k to share a GPU (0.5, 0.25); "
-                                                   "default 1 if the cluster has GPUs, else 0")
-    experiment.add_argument("--cpus-per-fit", type=float, help="with --executor ray: CPUs (TensorFlow threads) per fit (default 1)")
-    experiment.add_argument("--max-retries", type=int, help="with --executor ray: reruns of a fit whose worker died (default 3)")
-    experiment.set_defaults(handler=cmd_experiment)
+    experiment.add_argument("--verbose", type=int, default=0, choices=VERBOSITY, help=VERBOSE_HELP + ", per fit")
+    _add_ray_options(experiment)
 
-    cohort = commands.add_parser("cohort", help="cohort characteristics by class with p-values (hip Table 1 / dental Table 3)")
+
+def _add_ray_options(experiment: argparse.ArgumentParser) -> None:
+    """osteo experiment: the executor, and the options of ``--executor ray``."""
+    experiment.add_argument(
+        "--executor",
+        default="local",
+        choices=EXECUTORS,
+        help="local: fits one after another here (default); ray: each fit a Ray task (pip install "
+        "'osteo_tf[ray]'; --out on a file system all nodes share)",
+    )
+    experiment.add_argument(
+        "--address",
+        help="with --executor ray: an existing cluster (auto, HOST:6379); default: start Ray on this machine",
+    )
+    experiment.add_argument(
+        "--gpus-per-fit",
+        help="with --executor ray: 0, 1, 2, … or 1/k to share a GPU (0.5, 0.25); "
+        "default 1 if the cluster has GPUs, else 0",
+    )
+    experiment.add_argument(
+        "--cpus-per-fit", type=float, help="with --executor ray: CPUs (TensorFlow threads) per fit (default 1)"
+    )
+    experiment.add_argument(
+        "--max-retries", type=int, help="with --executor ray: reruns of a fit whose worker died (default 3)"
+    )
+
+
+def _add_cohort(commands: argparse._SubParsersAction) -> None:
+    cohort = _command(
+        commands, "cohort", cmd_cohort, "cohort characteristics by class with p-values (hip Table 1 / dental Table 3)"
+    )
     cohort.add_argument("manifest", help="cohort CSV")
     cohort.add_argument("--manifest-config", help="YAML with column names / sex codes")
     cohort.add_argument("--out", default=".", help="folder for cohort_table.md and cohort_table.csv (default: .)")
-    cohort.set_defaults(handler=cmd_cohort)
 
-    report = commands.add_parser("report", help="statistics, tables and figures of an experiment folder")
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    report = _command(commands, "report", cmd_report, "statistics, tables and figures of an experiment folder")
     report.add_argument("dir", help="experiment folder written by osteo experiment")
     report.add_argument("--external", help="manifest CSV of an external cohort: score every trained model on it")
-    report.add_argument("--paired", action="store_true",
-                        help="pair runs by repeat/fold (same splits): paired t-test or Wilcoxon instead of unpaired tests")
-    report.set_defaults(handler=cmd_report)
+    report.add_argument(
+        "--paired",
+        action="store_true",
+        help="pair runs by repeat/fold (same splits): paired t-test or Wilcoxon instead of unpaired tests",
+    )
 
-    threshold = commands.add_parser("threshold", help="choose a run's decision threshold on its validation split")
+
+def _add_threshold(commands: argparse._SubParsersAction) -> None:
+    threshold = _command(
+        commands, "threshold", cmd_threshold, "choose a run's decision threshold on its validation split"
+    )
     threshold.add_argument("--run", required=True, help="run folder written by osteo train")
     threshold.add_argument("--target", required=True, help="sensitivity=0.90, specificity=0.80 or youden")
-    threshold.set_defaults(handler=cmd_threshold)
 
-    export = commands.add_parser("export", help="export a run as a SavedModel for TF Serving (raw PNG + covariates in)")
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    export = _command(
+        commands, "export", cmd_export, "export a run as a SavedModel for TF Serving (raw PNG + covariates in)"
+    )
     export.add_argument("--run", required=True, help="run folder written by osteo train")
-    export.add_argument("--name", default="osteo", help="model name (default osteo)")
+    export.add_argument("--name", default=DEFAULT_MODEL_NAME, help=f"model name (default {DEFAULT_MODEL_NAME})")
     export.add_argument("--version", type=int, help="version number (default: one more than the highest existing)")
-    export.add_argument("--root", default="saved_models", help="export root (default saved_models/)")
+    export.add_argument("--root", default=DEFAULT_EXPORT_ROOT, help=f"export root (default {DEFAULT_EXPORT_ROOT}/)")
     export.add_argument("--force", action="store_true", help="replace an existing version")
-    export.set_defaults(handler=cmd_export)
 
-    predict = commands.add_parser("predict", help="predict a manifest with an exported model or a TF Serving server")
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    predict = _command(
+        commands, "predict", cmd_predict, "predict a manifest with an exported model or a TF Serving server"
+    )
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="SavedModel version folder, e.g. saved_models/osteo/1")
     source.add_argument("--server", help="TF Serving REST address, e.g. http://localhost:8501")
-    predict.add_argument("--model-name", default="osteo", help="model name on the server (default osteo)")
+    predict.add_argument(
+        "--model-name", default=DEFAULT_MODEL_NAME, help=f"model name on the server (default {DEFAULT_MODEL_NAME})"
+    )
     predict.add_argument("--version", type=int, help="model version on the server (default: the latest)")
     predict.add_argument("--manifest", required=True, help="CSV with image paths and the covariates (no labels needed)")
     predict.add_argument("--out", required=True, help="CSV to write: image, patient_id, probability, label")
     predict.add_argument("--batch-size", type=int, default=32, help="instances per request (default 32)")
-    predict.add_argument("--manifest-config",
-                         help="YAML with column names / sex codes / ROI size (default with --model: the training "
-                              "run's, from the model card)")
-    predict.set_defaults(handler=cmd_predict)
+    predict.add_argument(
+        "--manifest-config",
+        help="YAML with column names / sex codes / ROI size (default with --model: the training "
+        "run's, from the model card)",
+    )
 
-    explain = commands.add_parser("explain", help="Grad-CAM / Guided Grad-CAM figures for images scored by a finished run")
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
+    explain = _command(
+        commands, "explain", cmd_explain, "Grad-CAM / Guided Grad-CAM figures for images scored by a finished run"
+    )
     explain.add_argument("--run", required=True, help="run folder written by osteo train (image-only or ensemble)")
     explain.add_argument("--images", nargs="+", help="image files; label, ROI and covariates from their manifest row")
-    explain.add_argument("--manifest", help="cohort CSV: rows for --images, or examples to pick (default: the run's manifest)")
-    explain.add_argument("--limit", type=int, default=8, help="with --manifest alone: at most N images, half per class (default 8)")
-    explain.add_argument("--method", default="gradcam", choices=("gradcam", "gradcam++"), help="class activation map (default gradcam)")
-    explain.add_argument("--target", default="osteoporosis", choices=("osteoporosis", "non_osteoporosis", "predicted"),
-                         help="class whose score is explained (default osteoporosis)")
+    explain.add_argument(
+        "--manifest", help="cohort CSV: rows for --images, or examples to pick (default: the run's manifest)"
+    )
+    explain.add_argument(
+        "--limit", type=int, default=8, help="with --manifest alone: at most N images, half per class (default 8)"
+    )
+    explain.add_argument(
+        "--method", default="gradcam", choices=CAM_METHODS, help="class activation map (default gradcam)"
+    )
+    explain.add_argument(
+        "--target",
+        default="osteoporosis",
+        choices=CAM_TARGETS,
+        help="class whose score is explained (default osteoporosis)",
+    )
     explain.add_argument("--layer", help="feature map to explain (default: the backbone's last, see osteo backbones)")
     explain.add_argument("--out", help="output folder (default RUN/explain)")
-    explain.add_argument("--mask-column",
-                         help="manifest column of region masks (the phantom's 'mask', or your own annotations, same "
-                              "pixel size as the image, nonzero inside): adds each map's mass inside its mask to explain.csv")
-    explain.set_defaults(handler=cmd_explain)
+    explain.add_argument(
+        "--mask-column",
+        help="manifest column of region masks (the phantom's 'mask', or your own annotations, same "
+        "pixel size as the image, nonzero inside): adds each map's mass inside its mask to "
+        "explain.csv",
+    )
 
+
+def _add_data(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="cohort utilities").add_subparsers(dest="data_command", required=True)
-    synth = data.add_parser("synth", help="write a synthetic phantom cohort (PNG images, masks, manifest.csv)")
-    synth.add_argument("--kind", default="hip", choices=("hip", "dental"))
+    synth = _command(data, "synth", cmd_synth, "write a synthetic phantom cohort (PNG images, masks, manifest.csv)")
+    synth.add_argument("--kind", default="hip", choices=PHANTOM_KINDS)
     synth.add_argument("--n", type=int, default=500)
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--image-size", type=int, default=128)
-    synth.add_argument("--informative-region", choices=("bone", "head_neck"), default="bone",
-                       help="where the T-score shows and what the masks mark: the whole bone, or (hip) only the "
-                            "femoral head and neck's trabecular pattern, for Grad-CAM localisation checks")
-    synth.add_argument("--information", choices=PHANTOM_INFORMATION, default=DEFAULT_INFORMATION,
-                       help="the label's information split: image_led (default: the image is the stronger input) or "
-                            "balanced (image and covariates about equally informative); cohort.json records the split")
-    synth.set_defaults(handler=cmd_synth)
-    check = data.add_parser("check", help="validate a manifest and its images; list every row that would be excluded")
+    synth.add_argument(
+        "--informative-region",
+        choices=INFORMATIVE_REGIONS["hip"],
+        default="bone",
+        help="where the T-score shows and what the masks mark: the whole bone, or (hip) only the "
+        "femoral head and neck's trabecular pattern, for Grad-CAM localisation checks",
+    )
+    synth.add_argument(
+        "--information",
+        choices=PHANTOM_INFORMATION,
+        default=DEFAULT_INFORMATION,
+        help=f"the label's information split: {DEFAULT_INFORMATION} (default: the image is the stronger "
+        "input) or balanced (image and covariates about equally informative); cohort.json records "
+        "the split",
+    )
+    check = _command(
+        data, "check", cmd_check, "validate a manifest and its images; list every row that would be excluded"
+    )
     check.add_argument("manifest")
     check.add_argument("--manifest-config", help="YAML with column names / sex codes / ROI size")
-    check.add_argument("--exclusions",
-                       help="CSV to write the excluded rows to (line, image, patient_id, column, reason, detail; "
-                            "default: MANIFEST_exclusions.csv beside the manifest)")
+    check.add_argument(
+        "--exclusions",
+        help="CSV to write the excluded rows to (line, image, patient_id, column, reason, detail; "
+        "default: MANIFEST_exclusions.csv beside the manifest)",
+    )
     check.add_argument("--allow-exclusions", action="store_true", help="exit 0 even when rows are invalid")
-    check.add_argument("--impute", choices=("none", "median"), default="none",
-                       help="median: empty covariate cells are not errors (they will be imputed in training)")
-    check.set_defaults(handler=cmd_check)
+    check.add_argument(
+        "--impute",
+        choices=IMPUTE_METHODS,
+        default=TrainConfig.impute,
+        help="median: empty covariate cells are not errors (they will be imputed in training)",
+    )
 
-    backbones = commands.add_parser("backbones", help="list the backbone registry (sizes, learning rates, weights)")
-    backbones.set_defaults(handler=cmd_backbones)
-    weights = commands.add_parser("weights", help="backbone weight files").add_subparsers(dest="weights_command", required=True)
-    convert = weights.add_parser("convert", help="convert a torchvision state_dict (.pth) to a Keras .weights.h5 (needs torch)")
-    convert.add_argument("--arch", required=True, choices=("googlenet", "resnet18", "resnet34", "resnet50", "resnet152"))
-    convert.add_argument("--from", dest="source_format", default="torchvision", choices=("torchvision",),
-                         help="checkpoint format (default torchvision)")
+
+def _add_backbones(commands: argparse._SubParsersAction) -> None:
+    _command(commands, "backbones", cmd_backbones, "list the backbone registry (sizes, learning rates, weights)")
+
+
+def _add_weights(commands: argparse._SubParsersAction) -> None:
+    weights = commands.add_parser("weights", help="backbone weight files").add_subparsers(
+        dest="weights_command", required=True
+    )
+    convert = _command(
+        weights,
+        "convert",
+        cmd_weights_convert,
+        "convert a torchvision state_dict (.pth) to a Keras .weights.h5 (needs torch)",
+    )
+    convert.add_argument("--arch", required=True, choices=CONVERTIBLE_BACKBONES)
     convert.add_argument("checkpoint", help="FILE.pth holding the state_dict")
     convert.add_argument("--out", required=True, help="FILE.weights.h5 to write")
-    convert.set_defaults(handler=cmd_weights_convert)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``osteo`` argument parser, one subcommand per ``_add_*`` function.
+
+    Returns:
+        The root parser; each command's parser sets ``handler`` and ``command_parser`` in the namespace.
+    """
+    root = argparse.ArgumentParser(
+        prog="osteo", description="Osteoporosis screening CNNs from hip and dental radiographs."
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_demo,
+        _add_train,
+        _add_evaluate,
+        _add_experiment,
+        _add_cohort,
+        _add_report,
+        _add_threshold,
+        _add_export,
+        _add_predict,
+        _add_explain,
+        _add_data,
+        _add_backbones,
+        _add_weights,
+    ):
+        add(commands)
     return root
 
 
+# ------------------------------------------------------------------------------ errors and exit codes
+
+
+def _flagged(message: str, parameter: str | None, subparser: argparse.ArgumentParser) -> str:
+    """A library message with the parameters it names written as ``subparser``'s flags.
+
+    For each option of ``subparser`` (``dest`` → its ``--flag``): ``dest=True`` → ``--flag`` (a
+    store_true flag); ``dest=VALUE`` → ``--flag VALUE``; ``dest=`` with no value (before a space,
+    punctuation or the end) → ``--flag``; and when the error is about ``parameter == dest``, the
+    first bare ``dest`` → ``--flag``: a whole word, not inside a path, a dotted key
+    (``train.epochs``) or a longer name, and not the noun before a quoted value
+    (``unknown backbone 'vgg16'`` stays as it is).
+
+    Args:
+        message: the library's message.
+        parameter: the parameter the error is about (``OsteoInputError.parameter``), or None.
+        subparser: the parser of the command whose flags replace the names.
+
+    Returns:
+        The message as this command line says it, e.g. ``cpus_per_fit must be a number > 0, got 0``
+        → ``--cpus-per-fit must be a number > 0, got 0``.
+    """
+    for action in subparser._actions:
+        flags = [option for option in action.option_strings if option.startswith("--")]
+        if not flags or action.dest == "help":
+            continue
+        name, flag = rf"(?<![\w./\\-]){re.escape(action.dest)}", flags[0]
+        if action.nargs == 0 and action.const is True:  # store_true
+            message = re.sub(rf"{name}=True\b", lambda _: flag, message)
+        message = re.sub(rf"{name}=(?=[\s,;:)]|\.(?:\s|$)|$)", lambda _: flag, message)
+        message = re.sub(rf"{name}=", lambda _: f"{flag} ", message)
+        if parameter == action.dest:
+            message = re.sub(rf"{name}(?![\w/\\=-]|\.\w|\s*['\"])", lambda _: flag, message, count=1)
+    return message
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of every command under ``parser`` that runs (the leaves of its subcommand tree)."""
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        return [parser]
+    return [leaf for group in groups for sub in group.choices.values() for leaf in _commands(sub)]
+
+
+def _error_message(error: OsteoInputError, command: argparse.ArgumentParser, root: argparse.ArgumentParser) -> str:
+    """What ``osteo: error:`` says: the library's message with its parameter names as flags.
+
+    The command that ran names them first (:func:`_flagged`); a hint that names another command's
+    option (evaluate's "train with covariate_dropout=P") then gets that command's flag. A
+    :class:`TrainOptionError` ("invalid training option epochs=0: …") is shown as it is: it names
+    the TrainConfig option and the value given, spelled the same on the command line, in the
+    Python API and under an experiment YAML's ``train:``.
+    """
+    if isinstance(error, TrainOptionError):
+        return str(error)
+    message = _flagged(str(error), error.parameter, command)
+    for other in _commands(root):
+        if other is not command:
+            message = _flagged(message, None, other)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Runs ``osteo ARGV``.
+
+    Args:
+        argv: the arguments after ``osteo`` (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 done, 2 a user mistake (or a usage error, raised by argparse as
+        SystemExit), 130 interrupted, 141 stdout closed.
+    """
+    root = parser()
+    args = root.parse_args(argv)
     try:
         args.handler(args)
     except OsteoInputError as error:
-        print(f"osteo: error: {error}", file=sys.stderr)
+        print(f"osteo: error: {_error_message(error, args.command_parser, root)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("osteo: interrupted; rerun the same command to resume", file=sys.stderr)

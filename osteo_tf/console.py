@@ -23,9 +23,13 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 
+__all__ = ["IMPORT_NOISE", "filtered_stderr", "log", "quiet_libraries"]
+
 #: The lines TensorFlow prints while it loads: absl's pre-init notice, info/warning lines
 #: (``I0000 …``, ``W0000 …``) and the CUDA probing errors of a machine without a GPU.
-IMPORT_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} |E\d{4} .*(cuInit|cuda|CUDA)")
+IMPORT_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} |E\d{4} .*(cuInit|cuda|CUDA)"
+)
 
 
 def quiet_libraries(show: bool = False) -> None:
@@ -64,3 +68,8 @@ def filtered_stderr(noise: re.Pattern) -> Iterator[None]:
                 if not noise.match(line):
                     sys.stderr.write(line)
             sys.stderr.flush()
+
+
+def log(message: str) -> None:
+    """Prints one progress line of the project's own, ``[osteo] message``, at once."""
+    print(f"[osteo] {message}", flush=True)

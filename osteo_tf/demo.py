@@ -20,49 +20,46 @@ ImageNet weights at 224–600 px, up to 100 epochs with patience 20.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from osteo_tf.console import log
 from osteo_tf.data.synthetic import make_cohort
+from osteo_tf.demo_settings import DEMO_OUT, DemoSettings
 from osteo_tf.evaluation.delong import delong_ci, delong_test
 from osteo_tf.evaluation.fusion import naive_late_probability
 from osteo_tf.evaluation.metrics import METRIC_NAMES, plot_roc
 from osteo_tf.io import read_json, write_csv, write_json
-from osteo_tf.training.config import TrainConfig
-from osteo_tf.training.train import load_cohort, log, train
-
+from osteo_tf.runs.cohort import load_cohort
+from osteo_tf.runs.config import TrainConfig
+from osteo_tf.training.train import train
 from osteo_tf.vocabulary import MODES as DEMO_MODES
 
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """Sizes of the demo; the defaults finish in a few minutes on 2 CPU cores."""
-
-    n: int = 1200
-    image_size: int = 48
-    backbone: str = "resnet18"
-    epochs: int = 40
-    patience: int = 12
-    batch_size: int = 32
-    learning_rate: float | None = 0.01
-    seed: int = 0
+__all__ = ["compare_models", "DemoSettings", "format_table", "run_demo"]
 
 
-def run_demo(out: str | Path = "demo_out", settings: DemoSettings = DemoSettings(), verbose: int | str = "auto") -> dict:
+def run_demo(out: str | Path = DEMO_OUT, settings: DemoSettings = DemoSettings(), verbose: int | str = "auto") -> dict:
     """Runs the demo into ``out`` and returns the summary dict (mode → metrics)."""
     out = Path(out)
     started = time.time()
     configs = {  # checked before the phantom is generated: a bad option costs nothing
         mode: TrainConfig(
-            backbone=settings.backbone, mode=mode, image_size=settings.image_size, epochs=settings.epochs,
-            patience=settings.patience, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+            backbone=settings.backbone,
+            mode=mode,
+            image_size=settings.image_size,
+            epochs=settings.epochs,
+            patience=settings.patience,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
             seed=settings.seed,
         )
         for mode in DEMO_MODES
     }
-    log(f"stage 1/4: generating a synthetic hip cohort of {settings.n} subjects at {settings.image_size} px in {out / 'phantom'}")
+    log(
+        f"stage 1/4: generating a synthetic hip cohort of {settings.n} subjects at {settings.image_size} px "
+        f"in {out / 'phantom'}"
+    )
     manifest = make_cohort("hip", settings.n, out / "phantom", seed=settings.seed, image_size=settings.image_size)
     cohort = load_cohort(manifest, configs["ensemble"])
     runs, summary, curves = {}, {}, {}
@@ -92,8 +89,13 @@ def run_demo(out: str | Path = "demo_out", settings: DemoSettings = DemoSettings
     for mode, (auc, low, high) in comparison["auc_ci"].items():
         print(f"AUC {mode:16} {auc:.3f} (95 % CI {low:.3f}–{high:.3f}, DeLong)")
     test = comparison["ensemble_vs_image_only"]
-    print(f"ensemble vs image_only: AUC difference {test['auc_a'] - test['auc_b']:+.3f}, DeLong p = {test['p_value']:.3g}")
-    print(f"naive late fusion (image-only + covariates-only logits, no training): AUC {comparison['naive_late_fusion_auc']:.3f}")
+    print(
+        f"ensemble vs image_only: AUC difference {test['auc_a'] - test['auc_b']:+.3f}, DeLong p = {test['p_value']:.3g}"
+    )
+    print(
+        "naive late fusion (image-only + covariates-only logits, no training): "
+        f"AUC {comparison['naive_late_fusion_auc']:.3f}"
+    )
     print()
     print(f"ROC figure:      {out / 'roc.png'}")
     print(f"summary:         {out / 'summary.json'}  ({out / 'summary.csv'})")

@@ -14,6 +14,8 @@ from typing import Iterator
 
 import pandas as pd
 
+__all__ = ["atomic_path", "read_json", "write_csv", "write_json"]
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

@@ -10,30 +10,61 @@ from osteo_tf.cli import main
 
 
 def osteo(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "osteo_tf.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "osteo_tf.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_help_answers_without_importing_tensorflow():
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from osteo_tf.cli import main; "
-         "sys.argv=['osteo','--help']\ntry: main()\nexcept SystemExit: pass\nprint('tensorflow' in sys.modules)"],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from osteo_tf.cli import main; "
+            "sys.argv=['osteo','--help']\ntry: main()\nexcept SystemExit: pass\nprint('tensorflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "demo" in result.stdout and result.stdout.strip().endswith("False")
 
 
 def test_data_synth_then_check(tmp_path, capsys):
-    assert main(["data", "synth", "--kind", "dental", "--n", "20", "--out", str(tmp_path / "d"), "--image-size", "32"]) == 0
+    assert (
+        main(["data", "synth", "--kind", "dental", "--n", "20", "--out", str(tmp_path / "d"), "--image-size", "32"])
+        == 0
+    )
     assert main(["data", "check", str(tmp_path / "d" / "manifest.csv")]) == 0
     assert "20 valid rows" in capsys.readouterr().out
 
 
 def test_data_synth_head_neck_variant_and_its_refusal_for_dental(tmp_path, capsys):
     out = tmp_path / "h"
-    assert main(["data", "synth", "--n", "12", "--out", str(out), "--image-size", "32",
-                 "--informative-region", "head_neck"]) == 0
+    assert (
+        main(
+            ["data", "synth", "--n", "12", "--out", str(out), "--image-size", "32", "--informative-region", "head_neck"]
+        )
+        == 0
+    )
     assert json.loads((out / "cohort.json").read_text())["informative_region"] == "head_neck"
-    assert main(["data", "synth", "--kind", "dental", "--n", "12", "--out", str(tmp_path / "d"),
-                 "--informative-region", "head_neck"]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                "--kind",
+                "dental",
+                "--n",
+                "12",
+                "--out",
+                str(tmp_path / "d"),
+                "--informative-region",
+                "head_neck",
+            ]
+        )
+        == 2
+    )
     assert "informative_region must be one of ('bone',) for a dental phantom" in capsys.readouterr().err
     assert not (tmp_path / "d" / "manifest.csv").exists()
 
@@ -55,7 +86,9 @@ def test_unknown_backbone_and_missing_run(tmp_path):
 
 
 def test_demo_small_writes_summary(tmp_path):
-    result = osteo("demo", "--out", str(tmp_path / "demo"), "--n", "120", "--image-size", "32", "--epochs", "1", "--verbose", "2")
+    result = osteo(
+        "demo", "--out", str(tmp_path / "demo"), "--n", "120", "--image-size", "32", "--epochs", "1", "--verbose", "2"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert set(summary) >= {"image_only", "ensemble"}
@@ -76,8 +109,26 @@ def test_train_and_evaluate_with_renamed_columns(tmp_path):
     renamed.to_csv(tmp_path / "c" / "renamed.csv", index=False)
     (tmp_path / "cols.yaml").write_text('columns: {age: Age, sex: gender}\nsex_codes: {"0": F, "1": M}\n')
     run = tmp_path / "run"
-    assert main(["train", "--manifest", str(tmp_path / "c" / "renamed.csv"), "--manifest-config", str(tmp_path / "cols.yaml"),
-                 "--out", str(run), "--mode", "covariates_only", "--epochs", "2", "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--manifest",
+                str(tmp_path / "c" / "renamed.csv"),
+                "--manifest-config",
+                str(tmp_path / "cols.yaml"),
+                "--out",
+                str(run),
+                "--mode",
+                "covariates_only",
+                "--epochs",
+                "2",
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "covariate_encoder.json").read_text())["categories"]["sex"] == ["F", "M"]
     assert main(["evaluate", "--run", str(run)]) == 0
 
@@ -90,8 +141,9 @@ def _tiny_cohort(folder):
     folder.mkdir()
     for name, size in (("a.png", 40), ("b.png", 40), ("c.png", 1)):
         Image.fromarray(np.full((size, size), 90, np.uint8)).save(folder / name)
-    (folder / "cohort.csv").write_text("image,patient_id,age,sex,bmi,t_score\n"
-                                       "a.png,P1,70,F,22,-3\nb.png,P2,60,M,25,-1\nc.png,P3,65,F,23,-2\n")
+    (folder / "cohort.csv").write_text(
+        "image,patient_id,age,sex,bmi,t_score\na.png,P1,70,F,22,-3\nb.png,P2,60,M,25,-1\nc.png,P3,65,F,23,-2\n"
+    )
     return folder / "cohort.csv"
 
 
@@ -107,12 +159,15 @@ def test_a_too_small_image_is_refused_or_listed_as_excluded(tmp_path, capsys):
     assert main(["data", "check", str(manifest), "--manifest-config", str(tmp_path / "small.yaml")]) == 0
 
 
-@pytest.mark.parametrize("text, key", [
-    ("columns: {age: 5}\n", "columns.age: must be a non-empty column name, got 5"),
-    ("min_image_size: 0\n", "min_image_size: must be a whole number of pixels >= 1"),
-    ("roi_size: big\n", "roi_size: must be [width, height]"),
-    ("[columns]\n", "must be a mapping of options"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("columns: {age: 5}\n", "columns.age: must be a non-empty column name, got 5"),
+        ("min_image_size: 0\n", "min_image_size: must be a whole number of pixels >= 1"),
+        ("roi_size: big\n", "roi_size: must be [width, height]"),
+        ("[columns]\n", "must be a mapping of options"),
+    ],
+)
 def test_manifest_config_errors_name_the_yaml_file_and_key(tmp_path, capsys, text, key):
     manifest = _tiny_cohort(tmp_path / "c")
     (tmp_path / "cohort.yaml").write_text(text)
@@ -123,10 +178,12 @@ def test_manifest_config_errors_name_the_yaml_file_and_key(tmp_path, capsys, tex
 
 def test_training_options_are_checked_before_anything_is_built(tmp_path, capsys):
     manifest = _tiny_cohort(tmp_path / "c")
-    for flags, message in [(["--epochs", "0"], r"epochs=0: not an integer in [1, inf)"),
-                           (["--threshold", "1.5"], "threshold=1.5: not a number in (0, 1)"),
-                           (["--learning-rate", "nan"], "learning_rate=nan: not a number in (0, inf)"),
-                           (["--image-size", "8"], "image_size=8: not an integer in [32, inf)")]:
+    for flags, message in [
+        (["--epochs", "0"], r"epochs=0: not an integer in [1, inf)"),
+        (["--threshold", "1.5"], "threshold=1.5: not a number in (0, 1)"),
+        (["--learning-rate", "nan"], "learning_rate=nan: not a number in (0, inf)"),
+        (["--image-size", "8"], "image_size=8: not an integer in [32, inf)"),
+    ]:
         assert main(["train", "--manifest", str(manifest), "--out", str(tmp_path / "run"), *flags]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"osteo: error: invalid training option {message}") and "Traceback" not in err, err
@@ -138,13 +195,17 @@ def test_training_options_are_checked_before_anything_is_built(tmp_path, capsys)
 
 def test_experiment_yaml_type_errors_name_the_file_and_key_path(tmp_path, capsys):
     study = tmp_path / "demo.yaml"
-    base = ("name: t\ncohort: {phantom: {kind: hip, n: 40, image_size: 32}}\nbackbones: [resnet18]\n"
-            "modes: [image_only]\nsplit: {kind: kfold, folds: 2}\n")
-    for train, message in [("{epochs: two}", "train.epochs: 'two' is not an integer in [1, inf)"),
-                           ("{image_size: big}", "train.image_size: 'big' is not an integer in [32, inf)"),
-                           ("{learning_rate: fast}", "train.learning_rate: 'fast' is not a number in (0, inf)"),
-                           ("{patience: [5]}", "train.patience: [5] is not an integer in [1, inf)"),
-                           ("{epochs: 2.5}", "train.epochs: 2.5 is not an integer in [1, inf)")]:
+    base = (
+        "name: t\ncohort: {phantom: {kind: hip, n: 40, image_size: 32}}\nbackbones: [resnet18]\n"
+        "modes: [image_only]\nsplit: {kind: kfold, folds: 2}\n"
+    )
+    for train, message in [
+        ("{epochs: two}", "train.epochs: 'two' is not an integer in [1, inf)"),
+        ("{image_size: big}", "train.image_size: 'big' is not an integer in [32, inf)"),
+        ("{learning_rate: fast}", "train.learning_rate: 'fast' is not a number in (0, inf)"),
+        ("{patience: [5]}", "train.patience: [5] is not an integer in [1, inf)"),
+        ("{epochs: 2.5}", "train.epochs: 2.5 is not an integer in [1, inf)"),
+    ]:
         study.write_text(base + f"train: {train}\n")
         assert main(["experiment", str(study), "--out", str(tmp_path / "x"), "--dry-run"]) == 2
         err = capsys.readouterr().err

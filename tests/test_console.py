@@ -14,14 +14,16 @@ NOISE = re.compile(r"absl::InitializeLog|oneDNN|cuInit|cuda|Traceback|shuffle=Tr
 
 def _osteo(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as on a user's machine
-    return subprocess.run([sys.executable, "-m", "osteo_tf.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "osteo_tf.cli", *args], capture_output=True, text=True, env=env, timeout=300, **kwargs
+    )
 
 
 def test_a_tensorflow_command_prints_only_its_own_error(tmp_path):
     (tmp_path / "cohort.csv").write_text("image,patient_id,age,sex,bmi,t_score\nmissing.png,P1,70,F,22,-3\n")
-    done = _osteo("train", "--manifest", str(tmp_path / "cohort.csv"), "--out", str(tmp_path / "run"),
-                  "--backbone", "resnet18")
+    done = _osteo(
+        "train", "--manifest", str(tmp_path / "cohort.csv"), "--out", str(tmp_path / "run"), "--backbone", "resnet18"
+    )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[0].startswith("osteo: error:") and "missing.png" in done.stderr
@@ -39,9 +41,13 @@ def test_import_noise_pattern_keeps_other_lines():
 def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
     rows = "".join(f"nope{i}.png,P{i},abc,F,22,-1\n" for i in range(3000))
     (tmp_path / "bad.csv").write_text("image,patient_id,age,sex,bmi,t_score\n" + rows)
-    process = subprocess.Popen([sys.executable, "-m", "osteo_tf.cli", "data", "check", str(tmp_path / "bad.csv")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "osteo_tf.cli", "data", "check", str(tmp_path / "bad.csv")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     first = process.stdout.readline()  # `| head -n 1`
     process.stdout.close()
     errors = process.stderr.read()

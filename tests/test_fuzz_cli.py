@@ -19,8 +19,12 @@ from PIL import Image
 from osteo_tf.cli import main
 
 HEADER = ["image", "patient_id", "age", "sex", "bmi", "t_score"]
-ROWS = [["a.png", "P1", "70", "F", "22.5", "-3.0"], ["b.png", "P2", "55", "M", "27", "-1.0"],
-        ["c.png", "P3", "63", "F", "24", "-2.7"], ["d.png", "P4", "58", "M", "31", "0.5"]]
+ROWS = [
+    ["a.png", "P1", "70", "F", "22.5", "-3.0"],
+    ["b.png", "P2", "55", "M", "27", "-1.0"],
+    ["c.png", "P3", "63", "F", "24", "-2.7"],
+    ["d.png", "P4", "58", "M", "31", "0.5"],
+]
 NUMERIC = {"age": (0, 120), "bmi": (10, 70), "t_score": (-10, 10)}
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 
@@ -33,6 +37,7 @@ def _not_a_number(column):
             return not lo <= float(text.strip()) <= hi
         except ValueError:
             return text.strip() != ""
+
     return bad
 
 
@@ -41,9 +46,25 @@ def broken_manifests(draw):
     """(header, rows, image edits, raw bytes or None): always invalid."""
     header, rows = list(HEADER), [list(r) for r in ROWS]
     images: dict[str, bytes] = {}
-    kind = draw(st.sampled_from(["wrong_type", "unicode", "missing_column", "extra_cells", "empty_cell",
-                                 "huge", "duplicate", "dotdot", "corrupt_image", "truncated_image",
-                                 "binary_manifest", "bad_code", "label_conflict"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "wrong_type",
+                "unicode",
+                "missing_column",
+                "extra_cells",
+                "empty_cell",
+                "huge",
+                "duplicate",
+                "dotdot",
+                "corrupt_image",
+                "truncated_image",
+                "binary_manifest",
+                "bad_code",
+                "label_conflict",
+            ]
+        )
+    )
     row = draw(st.integers(0, len(rows) - 1))
     column = draw(st.sampled_from(sorted(NUMERIC)))
     j = header.index(column)
@@ -69,15 +90,28 @@ def broken_manifests(draw):
     elif kind == "duplicate":
         rows.append(list(rows[row]))
     elif kind == "dotdot":
-        rows[row][0] = draw(st.sampled_from(["../a.png", "../../x/../a.png", "..", "../", "./..//missing.png",
-                                             "a.png/..", "\\..\\a.png", "..\x00.png"]))
+        rows[row][0] = draw(
+            st.sampled_from(
+                [
+                    "../a.png",
+                    "../../x/../a.png",
+                    "..",
+                    "../",
+                    "./..//missing.png",
+                    "a.png/..",
+                    "\\..\\a.png",
+                    "..\x00.png",
+                ]
+            )
+        )
     elif kind == "corrupt_image":
         images[rows[row][0]] = draw(st.binary(max_size=200))
     elif kind == "truncated_image":
         images[rows[row][0]] = b"TRUNCATE"  # replaced by a prefix of the real PNG below
     elif kind == "bad_code":
-        rows[row][header.index("sex")] = draw(st.text(min_size=1, max_size=8).filter(
-            lambda s: s.strip().lower() not in ("f", "m", "female", "male", "")))
+        rows[row][header.index("sex")] = draw(
+            st.text(min_size=1, max_size=8).filter(lambda s: s.strip().lower() not in ("f", "m", "female", "male", ""))
+        )
     elif kind == "label_conflict":
         header.append("label")
         for r in rows:
@@ -110,6 +144,7 @@ class _Hang(Exception):
 
 def _run_cli(args: list[str], seconds: int = 60) -> tuple[int, str, str]:
     """main(args) in-process with captured output and an alarm against hangs."""
+
     def alarm(signum, frame):
         raise _Hang(f"osteo {' '.join(args)} did not answer within {seconds} s")
 
@@ -138,10 +173,24 @@ def test_malformed_manifests_get_a_clear_error(case):
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(extra=st.lists(st.tuples(TEXT.filter(lambda s: s.strip() and s.strip() not in HEADER and "\n" not in s
-                                            and s.strip() not in ("line", "label", "mask")), TEXT),
-                      max_size=3, unique_by=lambda t: t[0].strip()),
-       patient=TEXT.filter(lambda s: s.strip() != ""))
+@given(
+    extra=st.lists(
+        st.tuples(
+            TEXT.filter(
+                lambda s: (
+                    s.strip()
+                    and s.strip() not in HEADER
+                    and "\n" not in s
+                    and s.strip() not in ("line", "label", "mask")
+                )
+            ),
+            TEXT,
+        ),
+        max_size=3,
+        unique_by=lambda t: t[0].strip(),
+    ),
+    patient=TEXT.filter(lambda s: s.strip() != ""),
+)
 def test_extra_columns_and_unicode_ids_are_fine(extra, patient):
     header = HEADER + [name for name, _ in extra]
     rows = [r + [value.replace("\r", "") for _, value in extra] for r in ROWS]
@@ -169,8 +218,20 @@ def test_train_and_evaluate_answer_malformed_input_too(kind, tmp_path):
     else:
         raw = bytes(range(256))
     path = _write(tmp_path, header, rows, images, raw, 0)
-    code, _, err = _run_cli(["train", "--manifest", str(path), "--out", str(tmp_path / "run"),
-                             "--mode", "covariates_only", "--epochs", "1"], seconds=120)
+    code, _, err = _run_cli(
+        [
+            "train",
+            "--manifest",
+            str(path),
+            "--out",
+            str(tmp_path / "run"),
+            "--mode",
+            "covariates_only",
+            "--epochs",
+            "1",
+        ],
+        seconds=120,
+    )
     assert code == 2 and err.startswith("osteo: error:") and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
     code, _, err = _run_cli(["evaluate", "--run", str(tmp_path / "run"), "--manifest", str(path)])

@@ -28,10 +28,25 @@ def _pacs_export(folder: Path, write_dicom) -> None:
     (folder / "export").mkdir()
     clinical = []
     for i in range(4):
-        write_dicom(folder / "export" / f"IM{i:04d}", rng.integers(0, 4096, (450, 300)).astype(np.uint16),
-                    "MONOCHROME1", 12, PatientID=f"{1000 + i}")
-        clinical.append({"MRN": f"{1000 + i}", "Age": 60 + i, "Gender": i % 2, "Height": 160, "Weight": 60 + i,
-                         "T_lowest": -3.0 + i, "foramen_x": 150, "foramen_y": 20})
+        write_dicom(
+            folder / "export" / f"IM{i:04d}",
+            rng.integers(0, 4096, (450, 300)).astype(np.uint16),
+            "MONOCHROME1",
+            12,
+            PatientID=f"{1000 + i}",
+        )
+        clinical.append(
+            {
+                "MRN": f"{1000 + i}",
+                "Age": 60 + i,
+                "Gender": i % 2,
+                "Height": 160,
+                "Weight": 60 + i,
+                "T_lowest": -3.0 + i,
+                "foramen_x": 150,
+                "foramen_y": 20,
+            }
+        )
     pd.DataFrame(clinical).to_csv(folder / "dxa.csv", index=False)
 
 
@@ -44,6 +59,7 @@ def test_bring_your_own_data_walkthrough(tmp_path, monkeypatch, capsys, write_di
     assert main(["data", "check", "cohort.csv", "--manifest-config", "cols.yaml"]) == 0
     assert "4 valid rows" in capsys.readouterr().out
     pd.read_csv("cohort.csv").drop(index=2).assign(Age=lambda t: t["Age"].where(t.index != 1)).to_csv(
-        "cohort.csv", index=False)
+        "cohort.csv", index=False
+    )
     assert main(["data", "check", "cohort.csv", "--manifest-config", "cols.yaml"]) == 2  # an empty Age cell
     assert main(["data", "check", "cohort.csv", "--manifest-config", "cols.yaml", "--impute", "median"]) == 0

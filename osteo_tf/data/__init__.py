@@ -1,0 +1,8 @@
+"""Data: the manifest contract and its checks, image decoding (PNG / TIFF / DICOM), covariate
+encoding, splits, the synthetic phantom cohort and the tf.data pipeline.
+
+The first layer of the package: it imports only :mod:`osteo_tf.vocabulary`, :mod:`osteo_tf.errors`
+and :mod:`osteo_tf.io` of the project, never the models. Import from the submodules.
+"""
+
+__all__: list[str] = []

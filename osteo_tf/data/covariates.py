@@ -31,8 +31,8 @@ import pandas as pd
 
 from osteo_tf.errors import OsteoInputError
 
-HIP_COVARIATES = ("age", "bmi", "sex", "hip_fracture_history")
-DENTAL_COVARIATES = ("age", "bmi", "sex")
+__all__ = ["CATEGORICAL_DEFAULTS", "IMPUTE_METHODS", "CovariateEncoder", "missing_mask"]
+
 CATEGORICAL_DEFAULTS = ("sex", "hip_fracture_history")
 IMPUTE_METHODS = ("none", "median")
 _MAX_MISSING_LISTED = 200  # rows listed in one missing-values message
@@ -63,8 +63,14 @@ class CovariateEncoder:
             raise OsteoInputError(f"unknown imputation {self.impute!r}; choose one of: {', '.join(IMPUTE_METHODS)}")
 
     @classmethod
-    def for_columns(cls, columns: tuple[str, ...] | list[str], table: pd.DataFrame | None = None,
-                    impute: str = "none", impute_all: bool = False) -> "CovariateEncoder":
+    def for_columns(
+        cls,
+        columns: tuple[str, ...] | list[str],
+        table: pd.DataFrame | None = None,
+        impute: str = "none",
+        *,
+        impute_all: bool = False,
+    ) -> "CovariateEncoder":
         """Splits ``columns`` into numeric and categorical.
 
         sex and hip_fracture_history are categorical; any other column is numeric when the
@@ -162,8 +168,11 @@ class CovariateEncoder:
         valid_row = {c: [self.fill.get(c, _any_value(self, c))] for c in self.columns}
         for name in self.imputed:
             encoded = self.transform(pd.DataFrame({**valid_row, name: [None]}))[0]
-            features = [i for i, feature in enumerate(names)
-                        if feature == name or feature.startswith(f"{name}=") or feature == f"{name}_missing"]
+            features = [
+                i
+                for i, feature in enumerate(names)
+                if feature == name or feature.startswith(f"{name}=") or feature == f"{name}_missing"
+            ]
             groups.append({"features": features, "values": [float(encoded[i]) for i in features]})
         return groups
 
@@ -193,8 +202,11 @@ class CovariateEncoder:
         )
 
     def _require_fitted(self) -> None:
-        if any(n not in self.stats for n in self.numeric) or any(n not in self.categories for n in self.categorical) \
-                or any(n not in self.fill for n in self.imputed):
+        if (
+            any(n not in self.stats for n in self.numeric)
+            or any(n not in self.categories for n in self.categorical)
+            or any(n not in self.fill for n in self.imputed)
+        ):
             raise RuntimeError("CovariateEncoder is not fitted: call fit(train_rows) first")
 
     def _check_missing(self, table: pd.DataFrame, what: str) -> None:
@@ -213,11 +225,15 @@ class CovariateEncoder:
         if len(listed) > _MAX_MISSING_LISTED:
             listed = listed[:_MAX_MISSING_LISTED] + [f"  ... and {len(listed) - _MAX_MISSING_LISTED} more rows"]
         if self.impute != "none":
-            advice = ("these columns had no missing value in the training cohort, so the model has no missing "
-                      "indicator for them: fill the values in")
+            advice = (
+                "these columns had no missing value in the training cohort, so the model has no missing "
+                "indicator for them: fill the values in"
+            )
         else:
-            advice = ("fill them in, pass --impute median (training-row medians plus a missing-indicator "
-                      "feature per imputed column), or --allow-exclusions to leave those rows out")
+            advice = (
+                "fill them in, pass --impute median (training-row medians plus a missing-indicator "
+                "feature per imputed column), or --allow-exclusions to leave those rows out"
+            )
         raise OsteoInputError(
             f"covariate values are missing in {len(found)} of the {what} "
             f"({sum(map(len, found.values()))} cells); {advice}:\n" + "\n".join(listed)
@@ -249,8 +265,10 @@ def _observed(column: pd.Series, name: str) -> pd.Series:
     """The non-missing training values of a column; none at all is an error."""
     values = column[~missing_mask(column)]
     if values.empty:
-        raise OsteoInputError(f"covariate '{name}' has no value at all in the training rows; "
-                              "it cannot be encoded or imputed: drop it from --covariates or fill it in")
+        raise OsteoInputError(
+            f"covariate '{name}' has no value at all in the training rows; "
+            "it cannot be encoded or imputed: drop it from --covariates or fill it in"
+        )
     return values
 
 

@@ -29,16 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from osteo_tf.data.roi import Roi, check_roi
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.optional import optional_import
+from osteo_tf.vocabulary import LUMA
 
 __all__ = ["dicom_size", "read_dicom", "require_pydicom"]
 
-Roi = tuple[int, int, int, int]
-
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 _GRAY = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420")
-_INSTALL = 'pip install "osteo_tf[dicom]"  (or: pip install pydicom)'
 #: Transfer syntax UID prefix → what to install so that pydicom can decode it.
 _DECODER_PACKAGES = (
     ("1.2.840.10008.1.2.4.8", "pip install pylibjpeg pylibjpeg-libjpeg  (JPEG-LS; or pyjpegls, or python-gdcm)"),
@@ -50,11 +49,7 @@ _DECODER_PACKAGES = (
 
 def require_pydicom() -> Any:
     """Import and return ``pydicom``, or raise OsteoInputError saying how to install it."""
-    try:
-        import pydicom
-    except ImportError:
-        raise OsteoInputError(f"reading DICOM files needs pydicom, which is not installed: {_INSTALL}") from None
-    return pydicom
+    return optional_import("pydicom", purpose="reading DICOM files")
 
 
 def dicom_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -72,8 +67,6 @@ def read_dicom(path: str | os.PathLike[str], roi: Roi | None = None) -> np.ndarr
             frames, palette colour, a compressed transfer syntax no installed decoder
             reads, corrupt or truncated pixel data, NaN/inf values, or a ROI outside.
     """
-    from osteo_tf.data.images import check_roi
-
     p = Path(path)
     ds = _read(p, header_only=False)
     width, height = _size(p, ds)
@@ -91,12 +84,12 @@ def read_dicom(path: str | os.PathLike[str], roi: Roi | None = None) -> np.ndarr
     else:
         if pixels.ndim != 3 or pixels.shape[-1] < 3:
             raise OsteoInputError(f"DICOM {p}: {photometric} pixel data of unexpected shape {pixels.shape}")
-        out = pixels[..., :3].astype(np.float64) @ _LUMA
+        out = pixels[..., :3].astype(np.float64) @ np.asarray(LUMA, dtype=np.float64)
     if out.ndim != 2:
         raise OsteoInputError(f"DICOM {p}: pixel data of shape {out.shape}, expected one 2-D frame")
     if roi is not None:
         x, y, w, h = (int(v) for v in roi)
-        out = out[y:y + h, x:x + w]
+        out = out[y : y + h, x : x + w]
     out = np.ascontiguousarray(out, dtype=np.float32)
     if not np.isfinite(out).all():
         raise OsteoInputError(f"DICOM {p} contains NaN or infinite pixel values; fix or re-export it")
@@ -140,9 +133,7 @@ def _size(p: Path, ds: Any) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise OsteoInputError(f"DICOM {p}: invalid Number of Frames {frames!r}") from None
     if frames != 1:
-        raise OsteoInputError(
-            f"DICOM {p} holds {frames} frames; save each radiograph as its own single-frame file"
-        )
+        raise OsteoInputError(f"DICOM {p} holds {frames} frames; save each radiograph as its own single-frame file")
     if width < 1 or height < 1:
         raise OsteoInputError(f"DICOM {p} has an empty image ({width}×{height} px)")
     return width, height

@@ -9,6 +9,7 @@ like the exclusion lists of the papers' cohort descriptions.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ __all__ = ["EXCLUSION_COLUMNS", "ManifestCheck"]
 #: Columns of ``exclusions.csv``: the CSV line of the row (header = line 1), its raw image
 #: and patient cells, the column at fault, a short reason (counted) and the full message.
 EXCLUSION_COLUMNS = ("line", "image", "patient_id", "column", "reason", "detail")
+#: A problem list that already says how to leave invalid rows out (``allow_exclusions``).
+_ALLOWS = re.compile(r"allow[-_]exclusions")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class ManifestCheck:
 
     Attributes:
         path: the manifest file.
-        cohort: the valid rows (the table :func:`read_manifest` documents), in file order.
+        cohort: the valid rows (the table :func:`osteo_tf.data.manifest.read_manifest` documents), in file order.
         exclusions: one row per (excluded row, problem), columns :data:`EXCLUSION_COLUMNS`,
             sorted by line.
         n_rows: data rows in the file (blank lines not counted).
@@ -72,6 +75,57 @@ class ManifestCheck:
         lines += [f"  excluded, {reason}: {count}" for reason, count in self.counts.items()]
         return "\n".join(lines)
 
+    @property
+    def default_exclusions_path(self) -> Path:
+        """Where the exclusion list goes by default: ``MANIFEST_exclusions.csv`` beside the manifest."""
+        return self.path.with_name(f"{self.path.stem}_exclusions.csv")
+
+    def exclusion_lines(self) -> list[str]:
+        """One line per exclusion record, e.g. ``excluded line 4 (c.png): image too small — …``.
+
+        Returns:
+            The lines, in :attr:`exclusions` order (by line).
+        """
+        return [
+            f"excluded line {row.line}" + (f" ({row.image})" if row.image else "") + f": {row.reason} — {row.detail}"
+            for row in self.exclusions.itertuples(index=False)
+        ]
+
+    def cohort_line(self, name: str | Path | None = None) -> str:
+        """The valid rows in one line: ``NAME: 20 valid rows, 18 patients, 7 osteoporosis / 13 non-osteoporosis``.
+
+        Args:
+            name: how to name the manifest (default its ``path``).
+
+        Returns:
+            The line.
+        """
+        positives = int(self.cohort["label"].sum())
+        return (
+            f"{name or self.path}: {len(self.cohort)} valid rows, {self.cohort['patient_id'].nunique()} patients, "
+            f"{positives} osteoporosis / {len(self.cohort) - positives} non-osteoporosis"
+        )
+
+    def refusal(self, written: str | Path, *, name: str | Path | None = None) -> OsteoInputError | None:
+        """The error that refuses a manifest with invalid rows when they may not be left out.
+
+        Args:
+            written: where the exclusion list was written (named in the message).
+            name: how to name the manifest (default its ``path``).
+
+        Returns:
+            None when no row is excluded; else an OsteoInputError listing every problem, ending
+            with a hint to pass ``allow_exclusions=True`` unless the problem list gives one.
+        """
+        if not self.n_excluded:
+            return None
+        hint = "" if _ALLOWS.search(self.message) else "\nOr pass allow_exclusions=True to leave those rows out."
+        return OsteoInputError(
+            f"{self.n_excluded} of the {self.n_rows} rows of {name or self.path} are invalid "
+            f"(listed above and in {written}):\n{self.message}{hint}",
+            parameter="allow_exclusions",
+        )
+
     def write(self, path: str | Path) -> Path:
         """Write :attr:`exclusions` as CSV (header only when nothing is excluded), atomically."""
         from osteo_tf.io import write_csv
@@ -80,8 +134,10 @@ class ManifestCheck:
 
     def records(self) -> list[dict]:
         """The exclusions as plain dicts (JSON-able), for a run's config or a cohort's attrs."""
-        return [{k: (int(v) if k == "line" else str(v)) for k, v in row.items()}
-                for row in self.exclusions.to_dict("records")]
+        return [
+            {k: (int(v) if k == "line" else str(v)) for k, v in row.items()}
+            for row in self.exclusions.to_dict("records")
+        ]
 
 
 def exclusion_table(records: list[dict]) -> pd.DataFrame:

@@ -28,28 +28,31 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from osteo_tf.data.roi import Roi, check_roi
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.vocabulary import LUMA, MIN_IMAGE_SIZE
 
 __all__ = [
-    "MIN_IMAGE_SIZE", "SUPPORTED_FORMATS", "Intensity", "check_roi", "image_size", "is_dicom", "parse_intensity",
-    "read_image", "to_unit_range", "verify_image",
+    "MIN_IMAGE_SIZE",
+    "SUPPORTED_FORMATS",
+    "Intensity",
+    "check_roi",
+    "image_size",
+    "is_dicom",
+    "normalize_pixels",
+    "parse_intensity",
+    "read_image",
+    "to_unit_range",
+    "verify_image",
 ]
 
 #: Pillow format names accepted (the data contract: PNG and TIFF; DICOM via pydicom).
 SUPPORTED_FORMATS: tuple[str, ...] = ("PNG", "TIFF")
-#: The models' smallest input side in pixels (``TrainConfig.image_size`` >= this), and the
-#: default smallest side of an image, or of its ROI crop, that a manifest may list
-#: (``ManifestConfig.min_image_size``).
-MIN_IMAGE_SIZE = 32
 
 _DICOM_SUFFIXES = (".dcm", ".dicom")
-# ITU-R BT.601 luma weights, the ones Pillow's convert("L") uses.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 # Modes whose pixels NumPy can take as they are (one band, native range).
 _SINGLE_BAND = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 _FIX_HINT = "re-export it as an 8- or 16-bit grayscale PNG or TIFF, or as DICOM"
-
-Roi = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -271,8 +274,7 @@ def _check_header(p: Path, img: Image.Image) -> None:
         )
     if getattr(img, "n_frames", 1) != 1:
         raise OsteoInputError(
-            f"image {p} holds {img.n_frames} frames/pages; save each radiograph as its own "
-            "single-page file"
+            f"image {p} holds {img.n_frames} frames/pages; save each radiograph as its own single-page file"
         )
     if img.mode not in _SINGLE_BAND and any("16" in _rawmode(t.args) for t in img.tile):
         # Pillow has no 16-bit colour mode: it would silently drop to 8 bits per channel.
@@ -291,41 +293,22 @@ def _rawmode(args: object) -> str:
     return ""
 
 
-def check_roi(p: str | os.PathLike[str], roi: Roi, size: tuple[int, int]) -> None:
-    """Raise unless ``roi=(x, y, w, h)`` (pixels) is a non-empty box wholly inside ``size``.
+def normalize_pixels(images, normalization: tuple[tuple[float, ...], tuple[float, ...]] | None):
+    """``(images − mean) / std`` per channel, or ``images`` unchanged when ``normalization`` is None.
 
     Args:
-        p: the image file, for the message.
-        roi: ``(x, y, w, h)`` in pixels, origin top-left.
-        size: the image's ``(width, height)`` in pixels.
+        images: (…, 3) float32 in [0, 255] — a NumPy array or any backend's tensor (plain
+            arithmetic, so the tf.data pipeline, the serving graph and Keras share it).
+        normalization: (mean, std), three values each in [0, 255] units (a backbone's
+            ``BackboneSpec.normalization``), or None.
 
-    Raises:
-        OsteoInputError: naming the file, the box and the image size.
+    Returns:
+        The normalised images, same shape.
     """
-    width, height = size
-    try:
-        x, y, w, h = (_as_int(v) for v in roi)
-    except (TypeError, ValueError) as exc:
-        raise OsteoInputError(
-            f"image {p}: ROI {roi!r} must be four whole numbers (x, y, w, h) in pixels"
-        ) from exc
-    inside = x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= width and y + h <= height
-    if not inside:
-        raise OsteoInputError(
-            f"image {p}: ROI box (x={x}, y={y}, w={w}, h={h}) does not lie inside the "
-            f"image, which is {width}×{height} px (width×height); need x ≥ 0, y ≥ 0, "
-            f"w, h > 0, x + w ≤ {width}, y + h ≤ {height}"
-        )
-
-
-def _as_int(v: object) -> int:
-    """Accept ints and integral floats (e.g. 12.0) as pixel coordinates."""
-    if isinstance(v, bool):
-        raise TypeError("bool is not a pixel coordinate")
-    f = float(v)  # type: ignore[arg-type]
-    if not f.is_integer():
-        raise ValueError(f"{v!r} is not a whole number")
-    return int(f)
+    if normalization is None:
+        return images
+    mean, std = (np.asarray(v, dtype=np.float32) for v in normalization)
+    return (images - mean) / std
 
 
 def _to_gray(p: str | os.PathLike[str], img: Image.Image) -> np.ndarray:
@@ -338,11 +321,9 @@ def _to_gray(p: str | os.PathLike[str], img: Image.Image) -> np.ndarray:
         if img.mode not in ("RGB", "RGBA", "RGBa", "RGBX"):
             img = img.convert("RGBA" if img.mode in ("P", "PA") else "RGB")
         rgb = np.asarray(img)[..., :3].astype(np.float64)
-        out = (rgb @ _LUMA).astype(np.float32)
+        out = (rgb @ np.asarray(LUMA, dtype=np.float64)).astype(np.float32)
     if out.ndim != 2:  # defensive: a mode Pillow gives us in an unexpected shape
         raise OsteoInputError(f"image {p}: unsupported pixel layout {img.mode!r}; {_FIX_HINT}")
     if not np.isfinite(out).all():
-        raise OsteoInputError(
-            f"image {p} contains NaN or infinite pixel values; fix or re-export it"
-        )
+        raise OsteoInputError(f"image {p} contains NaN or infinite pixel values; fix or re-export it")
     return out

@@ -57,22 +57,39 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from osteo_tf.data.images import Intensity, parse_intensity, read_image
+from osteo_tf.data.images import Intensity, normalize_pixels, parse_intensity, read_image
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.models.backbones import BackboneSpec, normalize_images
+from osteo_tf.vocabulary import CACHE_CHOICES, LUMA, ROI_COLUMNS
 
-CACHE_CHOICES = ("memory", "disk", "none")
+__all__ = [
+    "AUGMENT_PROBABILITY",
+    "CACHE_FORMAT",
+    "JITTER",
+    "JPEG_SIGNATURE",
+    "MAX_ROTATION_DEGREES",
+    "PNG_SIGNATURE",
+    "augment",
+    "cache_key",
+    "check_cache",
+    "decode_gray",
+    "epoch_seed",
+    "epoch_stream",
+    "is_png_or_jpeg",
+    "load_image",
+    "make_dataset",
+    "normalize_intensity",
+    "prepare_disk_cache",
+    "preprocess_gray",
+    "rois_of",
+    "rotate",
+]
+
 # Bumped whenever what the cache holds changes, so an old cache file is never read back.
 CACHE_FORMAT = 1
 
 AUGMENT_PROBABILITY = 0.5
 MAX_ROTATION_DEGREES = 25.0
 JITTER = 0.05
-ROI_COLUMNS = ("roi_x", "roi_y", "roi_w", "roi_h")
-
-
-# ITU-R BT.601 luma weights, as images.read_image (and Pillow's convert("L")) use them.
-LUMA = (0.299, 0.587, 0.114)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 
@@ -148,19 +165,24 @@ def decode_gray(encoded: tf.Tensor) -> tf.Tensor:
     )
     return tf.cond(
         tf.shape(pixels)[-1] >= 3,
-        lambda: tf.cast(tf.tensordot(tf.cast(pixels[..., :3], tf.float64), tf.constant(LUMA, tf.float64), axes=1), tf.float32),
+        lambda: tf.cast(
+            tf.tensordot(tf.cast(pixels[..., :3], tf.float64), tf.constant(LUMA, tf.float64), axes=1), tf.float32
+        ),
         lambda: pixels[..., 0],
     )
 
 
 def is_png_or_jpeg(encoded: tf.Tensor) -> tf.Tensor:
     """Elementwise: does each string start with the PNG or JPEG file signature?"""
-    return tf.logical_or(tf.equal(tf.strings.substr(encoded, 0, 8), PNG_SIGNATURE),
-                         tf.equal(tf.strings.substr(encoded, 0, 3), JPEG_SIGNATURE))
+    return tf.logical_or(
+        tf.equal(tf.strings.substr(encoded, 0, 8), PNG_SIGNATURE),
+        tf.equal(tf.strings.substr(encoded, 0, 3), JPEG_SIGNATURE),
+    )
 
 
-def load_image(path: str, roi: tuple[int, int, int, int] | None, image_size: int,
-               intensity: str | Intensity = "minmax") -> np.ndarray:
+def load_image(
+    path: str, roi: tuple[int, int, int, int] | None, image_size: int, *, intensity: str | Intensity = "minmax"
+) -> np.ndarray:
     """One file → (image_size, image_size, 3) float32 in [0, 255] (what the model's input takes)."""
     return preprocess_gray(read_image(path, roi), image_size, intensity).numpy()
 
@@ -181,9 +203,11 @@ def _decode_op(image_size: int, intensity: str | Intensity = "minmax"):
 def check_cache(cache: str) -> str:
     """``cache`` if it is one of :data:`CACHE_CHOICES`, else an OsteoInputError saying what to pass."""
     if cache not in CACHE_CHOICES:
-        raise OsteoInputError(f"invalid cache option {cache!r}; choose one of: memory (decoded images in RAM, "
-                              "the default), disk (a cache file in the run folder, for cohorts larger than RAM), "
-                              "none (decode every epoch)")
+        raise OsteoInputError(
+            f"invalid cache option {cache!r}; choose one of: memory (decoded images in RAM, "
+            "the default), disk (a cache file in the run folder, for cohorts larger than RAM), "
+            "none (decode every epoch)"
+        )
     return cache
 
 
@@ -249,8 +273,12 @@ def rotate(image: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
     # Projective transform maps output (x, y) to input coordinates (inverse rotation).
     transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
     rotated = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None], transforms=transform[None], output_shape=tf.shape(image)[:2],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+        images=image[None],
+        transforms=transform[None],
+        output_shape=tf.shape(image)[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
     )
     return rotated[0]
 
@@ -277,8 +305,9 @@ def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
     return tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
 
 
-def epoch_stream(dataset: tf.data.Dataset, size: int, seed: int, epoch: tf.Variable | None,
-                 augment_images: bool) -> tf.data.Dataset:
+def epoch_stream(
+    dataset: tf.data.Dataset, size: int, seed: int, epoch: tf.Variable | None, augment_images: bool
+) -> tf.data.Dataset:
     """The training order and augmentation of ``dataset``'s ``size`` examples, one epoch per iteration.
 
     Each new iteration (Keras starts one per epoch) reads ``epoch`` (an int64 variable the
@@ -308,9 +337,12 @@ def epoch_stream(dataset: tf.data.Dataset, size: int, seed: int, epoch: tf.Varia
         if not augment_images:
             return shuffled.map(lambda i, example: example)
         return shuffled.map(
-            lambda i, example: ({**example[0], "image": augment(
-                example[0]["image"], tf.random.experimental.stateless_fold_in(key, i))}, example[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
+            lambda i, example: (
+                {**example[0], "image": augment(example[0]["image"], tf.random.experimental.stateless_fold_in(key, i))},
+                example[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
 
     stream = tf.data.Dataset.range(1).flat_map(one_epoch)
     return stream.apply(tf.data.experimental.assert_cardinality(size))
@@ -318,11 +350,12 @@ def epoch_stream(dataset: tf.data.Dataset, size: int, seed: int, epoch: tf.Varia
 
 def make_dataset(
     cohort: pd.DataFrame,
-    covariates: np.ndarray | None,
-    spec: BackboneSpec | None,
-    image_size: int,
+    covariates: np.ndarray | None = None,
+    *,
+    image_size: int | None,
     batch_size: int,
     training: bool,
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     seed: int = 0,
     intensity: str | Intensity = "minmax",
     cache: str = "memory",
@@ -331,23 +364,41 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label)`` for the rows of ``cohort``.
 
-    cohort: validated rows (``image``, ``label``, optional ROI columns). covariates: the
-    (rows, dim) encoded matrix, or None for an image-only model. spec: the backbone (its
-    normalisation), or None for a covariate-only model (no images are read). training:
-    shuffle each epoch and augment. intensity: per-image normalisation
-    (:func:`normalize_intensity`). Labels are (batch, 1) float32, 1 = osteoporosis.
-    cache: where decoded images are kept between epochs, ``"memory"``, ``"disk"`` (needs
-    ``cache_file``, a path prefix such as ``run/cache/train``; the file is
-    ``<cache_file>-<cache_key>``, see :func:`prepare_disk_cache`) or ``"none"``.
-    epoch: training only, the int64 variable holding the epoch a new iteration is for
-    (:func:`epoch_stream`: order and augmentation are a function of (seed, epoch, item)).
+    Args:
+        cohort: validated rows (``image``, ``label``, optional ROI columns).
+        covariates: the (rows, dim) encoded matrix, or None for an image-only model.
+        image_size: the model's input side in pixels, or None for a covariate-only model
+            (no images are read).
+        batch_size: rows per batch.
+        training: shuffle each epoch and augment.
+        normalization: the backbone's per-channel (mean, std) in [0, 255] units
+            (``BackboneSpec.normalization``, :func:`osteo_tf.data.images.normalize_pixels`),
+            or None (the network normalises itself).
+        seed: the seed of the shuffle and augmentation.
+        intensity: per-image normalisation (:func:`normalize_intensity`).
+        cache: where decoded images are kept between epochs, ``"memory"``, ``"disk"`` (needs
+            ``cache_file``, a path prefix such as ``run/cache/train``; the file is
+            ``<cache_file>-<cache_key>``, see :func:`prepare_disk_cache`) or ``"none"``.
+        cache_file: the disk cache's path prefix.
+        epoch: training only, the int64 variable holding the epoch a new iteration is for
+            (:func:`epoch_stream`: order and augmentation are a function of (seed, epoch, item)).
+
+    Returns:
+        A dataset of ``({"image": (batch, size, size, 3) float32, "covariates": (batch, dim)
+        float32}, (batch, 1) float32 label)``, 1 = osteoporosis; only the inputs the model has.
+
+    Raises:
+        OsteoInputError: an unknown ``cache``, or ``cache="disk"`` without ``cache_file``.
     """
     check_cache(cache)
-    if cache == "disk" and spec is not None and cache_file is None:
-        raise OsteoInputError("cache='disk' needs cache_file, the path prefix of the cache (e.g. run/cache/train)")
+    reads_images = image_size is not None
+    if cache == "disk" and reads_images and cache_file is None:
+        raise OsteoInputError(
+            "cache='disk' needs cache_file, the path prefix of the cache (e.g. run/cache/train)", parameter="cache_file"
+        )
     labels = cohort["label"].to_numpy(dtype=np.float32)[:, None]
     columns: dict[str, tf.data.Dataset] = {}
-    if spec is not None:
+    if reads_images:
         paths = tf.data.Dataset.from_tensor_slices((cohort["image"].astype(str).to_numpy(), rois_of(cohort)))
         images = paths.map(_decode_op(image_size, intensity), num_parallel_calls=tf.data.AUTOTUNE)
         if cache == "memory":
@@ -358,14 +409,16 @@ def make_dataset(
     if covariates is not None:
         columns["covariates"] = tf.data.Dataset.from_tensor_slices(covariates.astype(np.float32))
     if not columns:
-        raise ValueError("make_dataset needs images (spec) or covariates")
+        raise ValueError("make_dataset needs images (image_size) or covariates")
     dataset = tf.data.Dataset.zip((columns, tf.data.Dataset.from_tensor_slices(labels)))
     if training:
-        dataset = epoch_stream(dataset, len(cohort), seed, epoch, augment_images=spec is not None)
+        dataset = epoch_stream(dataset, len(cohort), seed, epoch, augment_images=reads_images)
     dataset = dataset.batch(batch_size)
-    if spec is not None:
-        dataset = dataset.map(lambda x, y: ({**x, "image": normalize_images(x["image"], spec)}, y),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+    if reads_images and normalization is not None:
+        dataset = dataset.map(
+            lambda x, y: ({**x, "image": normalize_pixels(x["image"], normalization)}, y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     options = tf.data.Options()
     options.deterministic = True
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

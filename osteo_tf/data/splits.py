@@ -19,8 +19,22 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.vocabulary import SPLIT_NAMES
 
-SPLIT_NAMES = ("train", "val", "test")
+__all__ = [
+    "SPLIT_NAMES",
+    "check_split_classes",
+    "class_counts",
+    "derive_seed",
+    "describe_counts",
+    "kfold_split",
+    "kfold_splits",
+    "patient_labels",
+    "random_split",
+    "require_both_classes",
+    "splits_from_table",
+    "splits_table",
+]
 
 
 def patient_labels(cohort: pd.DataFrame) -> pd.Series:
@@ -56,7 +70,8 @@ def require_both_classes(cohort: pd.DataFrame, source: str | None = None) -> Non
         label_from = cohort.attrs.get(LABEL_FROM_ATTR, "column 'label' / 't_score'")
         raise OsteoInputError(
             f"{source} has one class only: {describe_counts(counts)} (labels from {label_from}); a model needs "
-            "subjects with and without osteoporosis to train, and the AUC needs both to be defined")
+            "subjects with and without osteoporosis to train, and the AUC needs both to be defined"
+        )
 
 
 def check_split_classes(cohort: pd.DataFrame, splits: dict[str, np.ndarray], where: str = "") -> None:
@@ -74,7 +89,8 @@ def check_split_classes(cohort: pd.DataFrame, splits: dict[str, np.ndarray], whe
         raise OsteoInputError(
             f"the {' and '.join(bad)} part{'s' if len(bad) > 1 else ''} of the split{' ' + where if where else ''} "
             f"{'have' if len(bad) > 1 else 'has'} one class only ({parts}); every part needs both classes: use a "
-            "larger cohort, or other split ratios / fewer folds")
+            "larger cohort, or other split ratios / fewer folds"
+        )
 
 
 def random_split(
@@ -93,12 +109,16 @@ def random_split(
     total = float(sum(ratios))
     try:
         rest, test = train_test_split(
-            per_patient.index.to_numpy(), test_size=ratios[2] / total,
-            stratify=per_patient.to_numpy(), random_state=seed,
+            per_patient.index.to_numpy(),
+            test_size=ratios[2] / total,
+            stratify=per_patient.to_numpy(),
+            random_state=seed,
         )
         train, val = train_test_split(
-            rest, test_size=ratios[1] / (ratios[0] + ratios[1]),
-            stratify=per_patient.loc[rest].to_numpy(), random_state=seed + 1,
+            rest,
+            test_size=ratios[1] / (ratios[0] + ratios[1]),
+            stratify=per_patient.loc[rest].to_numpy(),
+            random_state=seed + 1,
         )
     except ValueError as error:
         raise OsteoInputError(
@@ -120,7 +140,7 @@ def derive_seed(seed: int, *keys: int) -> int:
 
 
 def kfold_splits(
-    cohort: pd.DataFrame, folds: int = 5, val_ratio: tuple[float, float] = (8, 1), seed: int = 0, repeat: int = 0
+    cohort: pd.DataFrame, folds: int = 5, val_ratio: tuple[float, float] = (8, 1), *, seed: int = 0, repeat: int = 0
 ) -> list[dict[str, np.ndarray]]:
     """All ``folds`` train/val/test splits of one repeat of stratified, patient-grouped k-fold CV.
 
@@ -131,7 +151,9 @@ def kfold_splits(
     sets of the folds partition the rows.
     """
     if folds < 2 or len(val_ratio) != 2 or min(val_ratio) <= 0:
-        raise OsteoInputError(f"k-fold needs folds >= 2 and val_ratio of two positive numbers, got {folds}, {val_ratio}")
+        raise OsteoInputError(
+            f"k-fold needs folds >= 2 and val_ratio of two positive numbers, got {folds}, {val_ratio}"
+        )
     require_both_classes(cohort)
     per_patient = patient_labels(cohort)
     counts = per_patient.value_counts().to_dict()
@@ -144,8 +166,12 @@ def kfold_splits(
     labels, groups = cohort["label"].to_numpy(), cohort["patient_id"].to_numpy()
     result = []
     for fold, (rest, test) in enumerate(outer.split(np.zeros(len(cohort)), labels, groups)):
-        val = _stratified_sample(per_patient.loc[np.unique(groups[rest])], val_ratio[1] / sum(val_ratio),
-                                 np.random.default_rng(derive_seed(seed, repeat, fold)), fold)
+        val = _stratified_sample(
+            per_patient.loc[np.unique(groups[rest])],
+            val_ratio[1] / sum(val_ratio),
+            np.random.default_rng(derive_seed(seed, repeat, fold)),
+            fold,
+        )
         val_rows = np.flatnonzero(np.isin(groups, val))
         result.append({"train": np.setdiff1d(rest, val_rows), "val": val_rows, "test": np.sort(test)})
         check_split_classes(cohort, result[-1], f"repeat {repeat}, fold {fold} of {folds}")
@@ -159,20 +185,26 @@ def _stratified_sample(patients: pd.Series, fraction: float, rng: np.random.Gene
         if len(members) < 2:
             raise OsteoInputError(
                 f"fold {fold}'s training part has {len(members)} patient(s) of label {label}: too few to split "
-                "train/val with both labels in each; use fewer folds or a larger cohort")
+                "train/val with both labels in each; use fewer folds or a larger cohort"
+            )
         size = min(max(1, round(fraction * len(members))), len(members) - 1)
         chosen.append(rng.choice(members.index.to_numpy(), size, replace=False))
     return np.concatenate(chosen)
 
 
 def kfold_split(
-    cohort: pd.DataFrame, fold: int, folds: int = 5, val_ratio: tuple[float, float] = (8, 1), seed: int = 0,
+    cohort: pd.DataFrame,
+    fold: int,
+    folds: int = 5,
+    *,
+    val_ratio: tuple[float, float] = (8, 1),
+    seed: int = 0,
     repeat: int = 0,
 ) -> dict[str, np.ndarray]:
     """Fold ``fold`` (0-based) of :func:`kfold_splits`."""
     if not 0 <= fold < folds:
         raise OsteoInputError(f"fold {fold} is out of range for {folds} folds")
-    return kfold_splits(cohort, folds, val_ratio, seed, repeat)[fold]
+    return kfold_splits(cohort, folds, val_ratio, seed=seed, repeat=repeat)[fold]
 
 
 def splits_table(cohort: pd.DataFrame, splits: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -181,8 +213,12 @@ def splits_table(cohort: pd.DataFrame, splits: dict[str, np.ndarray]) -> pd.Data
     for name, rows in splits.items():
         split[rows] = name
     return pd.DataFrame(
-        {"image": cohort["image"].to_numpy(), "patient_id": cohort["patient_id"].to_numpy(),
-         "label": cohort["label"].to_numpy(), "split": split}
+        {
+            "image": cohort["image"].to_numpy(),
+            "patient_id": cohort["patient_id"].to_numpy(),
+            "label": cohort["label"].to_numpy(),
+            "split": split,
+        }
     )
 
 

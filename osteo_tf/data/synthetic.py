@@ -63,8 +63,8 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,36 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import expit, ndtr, ndtri
 
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.vocabulary import DEFAULT_INFORMATION, PHANTOM_INFORMATION
+from osteo_tf.vocabulary import DEFAULT_INFORMATION, INFORMATIVE_REGIONS, MIN_IMAGE_SIZE, PHANTOM_INFORMATION
+
+__all__ = [
+    "COHORT_TABLES",
+    "HEAD",
+    "INFORMATION_SIGMA",
+    "INFORMATIVE_REGIONS",
+    "KINDS",
+    "MASK_SEMANTICS",
+    "NECK_AXIS",
+    "NECK_RADIUS",
+    "NUISANCE_RANGES",
+    "RENDERERS",
+    "SIGMA_BIO",
+    "STRAND_CONTRAST",
+    "STRAND_PERIOD",
+    "T_SCORE_THRESHOLD",
+    "draw_labels",
+    "draw_nuisance",
+    "draw_subjects",
+    "information_split",
+    "make_cohort",
+    "Nuisance",
+    "quality_to_unit",
+    "render_dental",
+    "render_hip",
+    "render_hip_head_neck",
+    "render_images",
+    "truncated_normal",
+]
 
 KINDS = ("hip", "dental")
 T_SCORE_THRESHOLD = -2.5
@@ -142,7 +171,6 @@ MASK_SEMANTICS = {
     "head_neck": "255 = femoral head and neck (cortex + trabecular bone), the only region whose look "
     "(the trabecular pattern) encodes the T-score, in the same geometry as the image; 0 elsewhere",
 }
-INFORMATIVE_REGIONS = {"hip": ("bone", "head_neck"), "dental": ("bone",)}
 
 
 # --------------------------------------------------------------------------- arguments
@@ -158,8 +186,10 @@ def _check_args(kind: object, n: object, image_size: object, seed: object, regio
         )
     if not _is_int(n) or n < 10:
         raise OsteoInputError(f"n must be an integer >= 10 (subjects), got {n!r}")
-    if not _is_int(image_size) or image_size < 32:
-        raise OsteoInputError(f"image_size must be an integer >= 32 (pixels), got {image_size!r}")
+    if not _is_int(image_size) or image_size < MIN_IMAGE_SIZE:
+        raise OsteoInputError(
+            f"image_size must be an integer >= {MIN_IMAGE_SIZE} (pixels), got {image_size!r}", parameter="image_size"
+        )
     if not _is_int(seed) or seed < 0:
         raise OsteoInputError(f"seed must be a non-negative integer, got {seed!r}")
 
@@ -171,9 +201,7 @@ def _is_int(value: object) -> bool:
 # --------------------------------------------------------------------------- subjects
 
 
-def truncated_normal(
-    rng: np.random.Generator, mean: float, sd: float, lo: float, hi: float, size: int
-) -> np.ndarray:
+def truncated_normal(rng: np.random.Generator, mean: float, sd: float, lo: float, hi: float, size: int) -> np.ndarray:
     """Draw ``size`` values of N(mean, sd) truncated to [lo, hi] by inverse CDF; shape (size,)."""
     u = rng.uniform(ndtr((lo - mean) / sd), ndtr((hi - mean) / sd), size)
     return np.clip(mean + sd * ndtri(u), lo, hi)
@@ -198,9 +226,7 @@ def _draw_class(kind: str, label: int, size: int, rng: np.random.Generator, sigm
         "bmi": np.round(truncated_normal(rng, *table["bmi"], size), 1),
     }
     if "hip_fracture_history" in table:
-        cols["hip_fracture_history"] = np.where(
-            rng.random(size) < table["hip_fracture_history"], "yes", "no"
-        )
+        cols["hip_fracture_history"] = np.where(rng.random(size) < table["hip_fracture_history"], "yes", "no")
     t = np.round(truncated_normal(rng, *table["t_score"], size), 2)
     # Rounding may put a non-osteoporotic -2.4999 onto -2.50: keep label and T-score consistent.
     t = np.minimum(t, T_SCORE_THRESHOLD) if label else np.maximum(t, T_SCORE_THRESHOLD + 0.01)
@@ -209,7 +235,7 @@ def _draw_class(kind: str, label: int, size: int, rng: np.random.Generator, sigm
     return cols
 
 
-def draw_subjects(kind: str, n: int, rng: np.random.Generator, sigma_bio: float = SIGMA_BIO) -> pd.DataFrame:
+def draw_subjects(kind: str, n: int, rng: np.random.Generator, *, sigma_bio: float = SIGMA_BIO) -> pd.DataFrame:
     """Draw n subjects' covariates, T-scores and hidden bone quality.
 
     Returns a DataFrame of n rows with columns ``patient_id``, ``age`` (years, 1 decimal),
@@ -284,9 +310,7 @@ def _soft_tissue(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.n
     grad = rng.uniform(*r["soft_tissue_gradient"]) * (x * np.cos(phi) + y * np.sin(phi))
     cx, cy = rng.uniform(-1.0, 1.0, 2)
     width = rng.uniform(0.4, 0.9)
-    blob = rng.uniform(*r["soft_tissue_blob"]) * np.exp(
-        -((x - cx) ** 2 + (y - cy) ** 2) / (2.0 * width**2)
-    )
+    blob = rng.uniform(*r["soft_tissue_blob"]) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2.0 * width**2))
     return 0.22 + grad + blob
 
 
@@ -322,9 +346,7 @@ def _circle(x: np.ndarray, y: np.ndarray, c: tuple[float, float], r: float) -> n
     return np.hypot(x - c[0], y - c[1]) - r
 
 
-def _capsule(
-    x: np.ndarray, y: np.ndarray, a: tuple[float, float], b: tuple[float, float], r: float
-) -> np.ndarray:
+def _capsule(x: np.ndarray, y: np.ndarray, a: tuple[float, float], b: tuple[float, float], r: float) -> np.ndarray:
     """Signed distance to a segment a-b thickened by radius r (negative inside)."""
     ax, ay = x - a[0], y - a[1]
     bx, by = b[0] - a[0], b[1] - a[1]
@@ -353,9 +375,7 @@ def _femur_sdf(xb: np.ndarray, yb: np.ndarray) -> np.ndarray:
     return _smooth_union(parts, k=0.08)
 
 
-def render_hip(
-    bone_quality: float, image_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def render_hip(bone_quality: float, image_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Render one hip crop (proximal femur, femoral head to lesser trochanter).
 
     Cortical thickness (~0.05-0.22 half-widths, i.e. ~1.5-7 px at 64 px) and trabecular
@@ -473,9 +493,7 @@ def _eroded_cortex(
     return cortex_w, pores * near_inner
 
 
-def render_dental(
-    bone_quality: float, image_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def render_dental(bone_quality: float, image_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Render one dental panoramic crop below the mental foramen.
 
     The mandible is a horizontal band (upper edge ~0.3 of the height, lower border ~0.65,
@@ -508,7 +526,11 @@ RENDERERS = {
 
 
 def render_images(
-    kind: str, bone_quality: np.ndarray, image_size: int, rng: np.random.Generator,
+    kind: str,
+    bone_quality: np.ndarray,
+    image_size: int,
+    rng: np.random.Generator,
+    *,
     informative_region: str = "bone",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render a batch in memory: images and masks, each uint8 (n, image_size, image_size)."""
@@ -580,21 +602,39 @@ def information_split(kind: str, subjects: pd.DataFrame, driver: str = "bone_qua
     labels = subjects["label"].to_numpy()
     smallest = int(min(labels.sum(), len(labels) - labels.sum()))
     if smallest < 2:
-        return {"method": "too few subjects of one class to cross-validate", "latent": driver,
-                "covariates": None, "image_latent": None, "both": None}
+        return {
+            "method": "too few subjects of one class to cross-validate",
+            "latent": driver,
+            "covariates": None,
+            "image_latent": None,
+            "both": None,
+        }
     folds = StratifiedKFold(min(5, smallest), shuffle=True, random_state=0)
 
     def auc(features: np.ndarray) -> float:
-        scores = cross_val_predict(LogisticRegression(max_iter=1000), features, labels, cv=folds, method="decision_function")
+        scores = cross_val_predict(
+            LogisticRegression(max_iter=1000), features, labels, cv=folds, method="decision_function"
+        )
         return round(float(roc_auc_score(labels, scores)), 3)
 
-    return {"method": f"{folds.n_splits}-fold cross-validated logistic regression on this cohort's subjects, ROC AUC",
-            "latent": driver, "covariates": auc(covariates), "image_latent": auc(latent),
-            "both": auc(np.hstack([covariates, latent]))}
+    return {
+        "method": f"{folds.n_splits}-fold cross-validated logistic regression on this cohort's subjects, ROC AUC",
+        "latent": driver,
+        "covariates": auc(covariates),
+        "image_latent": auc(latent),
+        "both": auc(np.hstack([covariates, latent])),
+    }
 
 
-def _cohort_params(kind: str, n: int, seed: int, image_size: int, labels: np.ndarray, region: str,
-                   information: str = DEFAULT_INFORMATION) -> dict:
+def _cohort_params(
+    kind: str,
+    n: int,
+    seed: int,
+    image_size: int,
+    labels: np.ndarray,
+    region: str,
+    information: str = DEFAULT_INFORMATION,
+) -> dict:
     """Everything needed to describe (and regenerate) the cohort, JSON-serialisable."""
     table = COHORT_TABLES[kind]
     dists = {
@@ -631,8 +671,14 @@ def _cohort_params(kind: str, n: int, seed: int, image_size: int, labels: np.nda
 
 
 def make_cohort(
-    kind: str, n: int, out_dir: str | Path, seed: int = 0, image_size: int = 128,
-    informative_region: str = "bone", information: str = DEFAULT_INFORMATION,
+    kind: str,
+    n: int,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    image_size: int = 128,
+    informative_region: str = "bone",
+    information: str = DEFAULT_INFORMATION,
 ) -> Path:
     """Write a synthetic phantom cohort under ``out_dir``; return the manifest's path.
 
@@ -649,14 +695,16 @@ def make_cohort(
     if information not in INFORMATION_SIGMA:
         raise OsteoInputError(f"information must be one of {tuple(INFORMATION_SIGMA)}, got {information!r}")
     if informative_region == "head_neck" and information != DEFAULT_INFORMATION:
-        raise OsteoInputError("information applies to the 'bone' phantom; the head_neck variant renders the "
-                              "T-score itself (no sigma_bio): leave information at image_led")
+        raise OsteoInputError(
+            "information applies to the 'bone' phantom; the head_neck variant renders the "
+            "T-score itself (no sigma_bio): leave information at image_led"
+        )
     render = RENDERERS[kind, informative_region]
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    subjects = draw_subjects(kind, n, rng, INFORMATION_SIGMA[information])
+    subjects = draw_subjects(kind, n, rng, sigma_bio=INFORMATION_SIGMA[information])
     ids = [f"{kind}_{i + 1:05d}" for i in range(n)]
     # The localisation variant shows the T-score itself (see the module docstring).
     drivers = subjects["t_score"] if informative_region == "head_neck" else subjects["bone_quality"]
@@ -666,7 +714,8 @@ def make_cohort(
         _write_png(out / "masks" / f"{sid}.png", mask)
     params = _cohort_params(kind, n, seed, image_size, subjects["label"].to_numpy(), informative_region, information)
     params["information_split"] = information_split(
-        kind, subjects, "t_score" if informative_region == "head_neck" else "bone_quality")
+        kind, subjects, "t_score" if informative_region == "head_neck" else "bone_quality"
+    )
     _write_text(out / "cohort.json", json.dumps(params, indent=2) + "\n")
     manifest = out / "manifest.csv"
     _write_text(manifest, _manifest(kind, subjects, ids))

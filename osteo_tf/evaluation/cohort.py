@@ -29,6 +29,8 @@ from osteo_tf.evaluation.stats import format_p, unpaired_test
 from osteo_tf.evaluation.tables import markdown_table
 from osteo_tf.io import atomic_path, write_csv
 
+__all__ = ["CLASSES", "categorical_test", "cohort_markdown", "cohort_table", "write_cohort_table"]
+
 CLASSES = ((1, "osteoporosis"), (0, "non_osteoporosis"))
 _CONTINUOUS = (("age", "Age, years: mean (SD, min–max)"), ("bmi", "BMI, kg/m²: mean (SD, min–max)"))
 
@@ -52,8 +54,14 @@ def _units(cohort: pd.DataFrame) -> tuple[pd.DataFrame, str, list[str]]:
     mixed = cohort.groupby("patient_id")["label"].nunique()
     mixed = mixed[mixed > 1]
     if len(mixed):
-        return cohort, "images", [f"{len(mixed)} patient(s) have images in both classes "
-                                  f"(e.g. {mixed.index[0]!r}); every row counts per image."]
+        return (
+            cohort,
+            "images",
+            [
+                f"{len(mixed)} patient(s) have images in both classes "
+                f"(e.g. {mixed.index[0]!r}); every row counts per image."
+            ],
+        )
     patients = cohort.drop_duplicates("patient_id", keep="first")
     notes = []
     if len(patients) < len(cohort):
@@ -97,7 +105,7 @@ def _binary_rows(groups: dict[str, pd.Series], levels: list[tuple[object, str]])
 
 
 def cohort_table(cohort: pd.DataFrame, alpha: float = 0.05) -> tuple[pd.DataFrame, list[str]]:
-    """The characteristics table of a cohort from :func:`read_manifest`, and its notes.
+    """The characteristics table of a cohort from :func:`osteo_tf.data.manifest.read_manifest`, and its notes.
 
     Returns a DataFrame with columns ``characteristic, osteoporosis, non_osteoporosis,
     p_value`` (float, NaN on rows without a test) and ``test``.
@@ -113,8 +121,9 @@ def cohort_table(cohort: pd.DataFrame, alpha: float = 0.05) -> tuple[pd.DataFram
         images = {name: str(int((cohort["label"] == label).sum())) for label, name in CLASSES}
         rows.append(_row("Number of images", images))
     if "sex" in units:
-        rows += _binary_rows({n: f["sex"] for n, f in by_class.items()},
-                             [("F", "Sex: female, n (%)"), ("M", "Sex: male, n (%)")])
+        rows += _binary_rows(
+            {n: f["sex"] for n, f in by_class.items()}, [("F", "Sex: female, n (%)"), ("M", "Sex: male, n (%)")]
+        )
     for column, label in _CONTINUOUS:
         if column not in units:
             continue
@@ -126,13 +135,15 @@ def cohort_table(cohort: pd.DataFrame, alpha: float = 0.05) -> tuple[pd.DataFram
             test, p = "n/a (fewer than 3 values in a class)", np.nan
         rows.append(_row(label, cells, test, p))
     if "hip_fracture_history" in units:
-        rows += _binary_rows({n: f["hip_fracture_history"] for n, f in by_class.items()},
-                             [(1, "History of hip fracture, n (%)")])
+        rows += _binary_rows(
+            {n: f["hip_fracture_history"] for n, f in by_class.items()}, [(1, "History of hip fracture, n (%)")]
+        )
     return pd.DataFrame(rows), notes
 
 
-def cohort_markdown(table: pd.DataFrame, notes: list[str], title: str = "Cohort characteristics",
-                    threshold: float | None = -2.5) -> str:
+def cohort_markdown(
+    table: pd.DataFrame, notes: list[str], title: str = "Cohort characteristics", *, threshold: float | None = -2.5
+) -> str:
     """The table as Markdown, p-values printed as the papers do, notes below."""
     shown = table.copy()
     shown["p_value"] = [format_p(p) if np.isfinite(p) else "" for p in table["p_value"]]
@@ -143,14 +154,17 @@ def cohort_markdown(table: pd.DataFrame, notes: list[str], title: str = "Cohort 
     shown.columns = ["Characteristic", *header, "p value", "Test"]
     lines = [f"# {title}", "", markdown_table(shown), ""]
     lines += [f"- {note}" for note in notes]
-    lines += ["- Continuous: Welch t-test when Shapiro–Wilk p > 0.05 in both classes, else Mann–Whitney U. "
-              "Categorical: Pearson's χ² (no continuity correction), Fisher's exact test when an expected count "
-              "is below 5. Percentages are within each class."]
+    lines += [
+        "- Continuous: Welch t-test when Shapiro–Wilk p > 0.05 in both classes, else Mann–Whitney U. "
+        "Categorical: Pearson's χ² (no continuity correction), Fisher's exact test when an expected count "
+        "is below 5. Percentages are within each class."
+    ]
     return "\n".join(lines) + "\n"
 
 
-def write_cohort_table(manifest: str | Path, out_dir: str | Path = ".", manifest_config=None
-                       ) -> tuple[str, dict[str, Path]]:
+def write_cohort_table(
+    manifest: str | Path, out_dir: str | Path = ".", manifest_config=None
+) -> tuple[str, dict[str, Path]]:
     """Read ``manifest`` (image headers only, no decoding), tabulate it, write
     ``cohort_table.md`` and ``cohort_table.csv`` under ``out_dir``; returns the Markdown and
     the paths."""
@@ -160,8 +174,12 @@ def write_cohort_table(manifest: str | Path, out_dir: str | Path = ".", manifest
     cohort = read_manifest(manifest, config)
     has_t = "t_score" in cohort and cohort["t_score"].notna().all()
     table, notes = cohort_table(cohort)
-    text = cohort_markdown(table, notes, title=f"Cohort characteristics: {Path(manifest).name}",
-                           threshold=config.t_score_threshold if has_t else None)
+    text = cohort_markdown(
+        table,
+        notes,
+        title=f"Cohort characteristics: {Path(manifest).name}",
+        threshold=config.t_score_threshold if has_t else None,
+    )
     out = Path(out_dir)
     paths = {"markdown": out / "cohort_table.md", "csv": out / "cohort_table.csv"}
     with atomic_path(paths["markdown"]) as temporary:

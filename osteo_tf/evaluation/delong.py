@@ -18,6 +18,8 @@ from scipy.stats import norm
 
 from osteo_tf.errors import OsteoInputError
 
+__all__ = ["delong_ci", "delong_covariance", "delong_test", "DeLongResult", "midranks", "placement_values"]
+
 
 def midranks(x: np.ndarray) -> np.ndarray:
     """Mid-ranks (1-based; ties share the mean of their ranks), Sun & Xu's Algorithm 1."""

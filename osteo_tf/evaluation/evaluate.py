@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -17,37 +16,59 @@ from osteo_tf.data.covariates import CovariateEncoder
 from osteo_tf.data.manifest import ManifestConfig
 from osteo_tf.data.splits import require_both_classes, splits_from_table
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.evaluation.metrics import binary_metrics
+from osteo_tf.evaluation.metrics import binary_metrics, format_metrics
 from osteo_tf.evaluation.threshold import run_threshold
 from osteo_tf.io import read_json, write_csv, write_json
-from osteo_tf.models import uses_covariates
-from osteo_tf.training.config import TrainConfig
-from osteo_tf.training.run_dir import RunDir
-from osteo_tf.training.train import exclusions_of, load_cohort, predict_rows
+from osteo_tf.runs.cohort import exclusions_of, load_cohort
+from osteo_tf.runs.loading import load_run, predict_rows
+from osteo_tf.runs.run_dir import RunDir
+from osteo_tf.vocabulary import uses_covariates
+
+__all__ = ["evaluate", "evaluation_lines"]
 
 
-def load_run(path: str | Path) -> tuple[RunDir, TrainConfig, dict, keras.Model]:
-    """A complete run's folder, training config, saved settings and model (safe_mode load)."""
-    run = RunDir(path).require_complete()
-    settings = run.read_config()
-    config = TrainConfig.from_dict(settings["train"])
-    model = run.load_model()  # keras safe_mode=True: no code, no pickles
-    return run, config, settings, model
+def evaluate(
+    run: str | Path,
+    manifest: str | Path | None = None,
+    split: str = "test",
+    *,
+    without: tuple[str, ...] | list[str] = (),
+) -> dict:
+    """Metrics of a finished run, at its decision threshold.
 
-
-def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "test",
-             without: tuple[str, ...] | list[str] = ()) -> dict:
-    """Metrics of a finished run.
-
-    Without ``manifest``: the run's own ``split`` rows (default the held-out test split).
-    With ``manifest``: every row of that (external) cohort. ``without``: covariate columns
-    treated as missing in every row (the model must impute them: trained with
-    ``covariate_dropout`` or ``--impute median`` on a gap in that column), to measure the
-    model when a record lacks them; the output names then end in ``_without_<columns>``.
     Writes ``evaluation_<name>.json`` and ``evaluation_<name>_predictions.csv`` in the run
-    folder and returns the metrics dict of :func:`binary_metrics`, at the run's decision
-    threshold (:func:`~osteo_tf.evaluation.threshold.run_threshold`: ``osteo threshold``'s,
-    else 0.5).
+    folder. Nothing is refitted: the model, split and covariate encoder come from the run.
+
+    Args:
+        run: a complete run folder (written by :func:`osteo_tf.training.train.train`).
+        manifest: an external cohort's manifest to score every row of; None → the run's own
+            ``split`` rows.
+        split: ``"train"``, ``"val"`` or ``"test"`` (default: the held-out test split).
+        without: covariate columns treated as missing in every row (the model must impute
+            them: trained with ``covariate_dropout`` or ``impute="median"`` on a gap in that
+            column), to measure the model when a record lacks them; the output names then end
+            in ``_without_<columns>``.
+
+    Returns:
+        The metrics dict of :func:`~osteo_tf.evaluation.metrics.binary_metrics` (auc,
+        sensitivity, specificity, …, n, tp/fp/tn/fn, threshold) at the run's threshold
+        (:func:`~osteo_tf.evaluation.threshold.run_threshold`: ``osteo threshold``'s, else 0.5).
+
+    Raises:
+        OsteoInputError: an unfinished run, a bad external manifest, a cohort of one class,
+            a covariate in ``without`` the model cannot do without.
+
+    Example::
+
+        >>> from osteo_tf.data.synthetic import make_cohort
+        >>> from osteo_tf.training.train import train
+        >>> manifest = make_cohort("hip", 40, "phantom_eval", seed=0, image_size=32)
+        >>> run = train(manifest, "run_eval", backbone="resnet18", image_size=32, epochs=1,
+        ...             verbose=0)  # doctest: +ELLIPSIS
+        [osteo...
+        >>> metrics = evaluate(run.path)
+        >>> metrics["n"], 0.0 <= metrics["auc"] <= 1.0
+        (4, True)
     """
     run_dir, config, settings, model = load_run(run)
     encoder = CovariateEncoder.from_dict(read_json(run_dir.encoder)) if uses_covariates(config.mode) else None
@@ -70,11 +91,42 @@ def evaluate(run: str | Path, manifest: str | Path | None = None, split: str = "
     encoded = None if encoder is None else encoder.transform(rows)
     probability = predict_rows(model, rows, encoded, config)
     metrics = binary_metrics(rows["label"].to_numpy(), probability, run_threshold(run_dir.path))
-    write_json(run_dir.path / f"evaluation_{name}.json", {"source": str(Path(source).resolve()), "rows": name, **metrics})
-    write_csv(run_dir.path / f"evaluation_{name}_predictions.csv", pd.DataFrame({
-        "image": rows["image"].to_numpy(), "label": rows["label"].to_numpy(), "probability": np.round(probability, 6),
-    }))
+    write_json(
+        run_dir.path / f"evaluation_{name}.json", {"source": str(Path(source).resolve()), "rows": name, **metrics}
+    )
+    write_csv(
+        run_dir.path / f"evaluation_{name}_predictions.csv",
+        pd.DataFrame(
+            {
+                "image": rows["image"].to_numpy(),
+                "label": rows["label"].to_numpy(),
+                "probability": np.round(probability, 6),
+            }
+        ),
+    )
     return metrics
+
+
+def evaluation_lines(
+    run: str | Path,
+    metrics: dict,
+    *,
+    manifest: str | Path | None = None,
+    split: str = "test",
+    without: tuple[str, ...] | list[str] = (),
+) -> list[str]:
+    """What ``osteo evaluate`` prints: which rows were scored, then the metrics (:func:`format_metrics`).
+
+    Args:
+        run, manifest, split, without: as given to :func:`evaluate`.
+        metrics: what :func:`evaluate` returned.
+
+    Returns:
+        The heading line, then one line per metric and the confusion counts.
+    """
+    where = f"external cohort {manifest}" if manifest else f"{split} split"
+    where += f", without {', '.join(without)}" if without else ""
+    return [f"{run} on the {where} (n={metrics['n']}, threshold {metrics['threshold']}):", *format_metrics(metrics)]
 
 
 def _check_without(without, encoder: CovariateEncoder | None, run_dir: RunDir) -> None:
@@ -82,15 +134,23 @@ def _check_without(without, encoder: CovariateEncoder | None, run_dir: RunDir) -
     if not without:
         return
     if encoder is None:
-        raise OsteoInputError(f"--without {','.join(without)}: the model of {run_dir.path} takes no covariates")
+        raise OsteoInputError(
+            f"without={','.join(without)}: the model of {run_dir.path} takes no covariates", parameter="without"
+        )
     for column in without:
         if column not in encoder.columns:
-            raise OsteoInputError(f"--without: '{column}' is not a covariate of {run_dir.path} "
-                                  f"(its covariates: {', '.join(encoder.columns)})")
+            raise OsteoInputError(
+                f"without: '{column}' is not a covariate of {run_dir.path} "
+                f"(its covariates: {', '.join(encoder.columns)})",
+                parameter="without",
+            )
         if column not in encoder.imputed:
-            raise OsteoInputError(f"--without: the model of {run_dir.path} cannot predict without '{column}' (it was "
-                                  "trained without a missing indicator for it); train with --covariate-dropout P "
-                                  "so that any covariate may be missing")
+            raise OsteoInputError(
+                f"without: the model of {run_dir.path} cannot predict without '{column}' (it was "
+                "trained without a missing indicator for it); train with covariate_dropout=P "
+                "so that any covariate may be missing",
+                parameter="without",
+            )
 
 
 def _refuse_other_source(path: Path, manifest: Path) -> None:
@@ -101,4 +161,5 @@ def _refuse_other_source(path: Path, manifest: Path) -> None:
     if previous and Path(previous) != manifest.resolve():
         raise OsteoInputError(
             f"{path} already holds the scores of {previous}, another cohort whose manifest has the same file name "
-            f"as {manifest}; copy this manifest to another file name (e.g. {manifest.stem}_siteB.csv) and score that")
+            f"as {manifest}; copy this manifest to another file name (e.g. {manifest.stem}_siteB.csv) and score that"
+        )

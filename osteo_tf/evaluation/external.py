@@ -18,16 +18,19 @@ import pandas as pd
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import METRIC_NAMES
 
+__all__ = ["PREFIX", "collect_external", "score_external"]
+
 PREFIX = "evaluation_external_"
 
 
-def score_external(directory: str | Path, results: pd.DataFrame, manifest: str | Path,
-                   evaluate_fn: Callable | None = None) -> str:
+def score_external(
+    directory: str | Path, results: pd.DataFrame, manifest: str | Path, *, evaluate_fn: Callable | None = None
+) -> str:
     """Score every fit in ``results`` on ``manifest``; returns the cohort's name
     (``external_<stem>``). ``evaluate_fn`` defaults to :func:`evaluate` (imports TensorFlow)."""
     manifest = Path(manifest)
     if not manifest.is_file():
-        raise OsteoInputError(f"--external {manifest} does not exist (expected a manifest CSV)")
+        raise OsteoInputError(f"external {manifest} does not exist (expected a manifest CSV)", parameter="external")
     if evaluate_fn is None:
         from osteo_tf.evaluation.evaluate import evaluate as evaluate_fn
     for row in results.itertuples(index=False):
@@ -49,12 +52,21 @@ def collect_external(directory: str | Path, results: pd.DataFrame) -> dict[str, 
             if path.name.endswith("_predictions.json") or path.name.startswith("."):
                 continue
             record = json.loads(path.read_text())
-            name = path.stem[len("evaluation_"):]
+            name = path.stem[len("evaluation_") :]
             predictions = pd.read_csv(path.with_name(f"{path.stem}_predictions.csv"))
-            found.setdefault(name, []).append({
-                "fit_id": row.fit_id, "backbone": row.backbone, "mode": row.mode, "repeat": row.repeat,
-                "fold": row.fold, "source": record.get("source", ""), "n_cases": record.get("n"),
-                # every model scores the whole external cohort: the same images for all
-                "test_images": name, **{m: float(record[m]) for m in METRIC_NAMES},
-                "test_predictions": predictions[["label", "probability"]].to_dict("records")})
+            found.setdefault(name, []).append(
+                {
+                    "fit_id": row.fit_id,
+                    "backbone": row.backbone,
+                    "mode": row.mode,
+                    "repeat": row.repeat,
+                    "fold": row.fold,
+                    "source": record.get("source", ""),
+                    "n_cases": record.get("n"),
+                    # every model scores the whole external cohort: the same images for all
+                    "test_images": name,
+                    **{m: float(record[m]) for m in METRIC_NAMES},
+                    "test_predictions": predictions[["label", "probability"]].to_dict("records"),
+                }
+            )
     return {name: pd.DataFrame(rows) for name, rows in sorted(found.items())}

@@ -22,6 +22,8 @@ from osteo_tf.evaluation.metrics import binary_metrics
 from osteo_tf.evaluation.stats import compare, describe
 from osteo_tf.vocabulary import MODEL_ORDER
 
+__all__ = ["NAIVE_LATE", "NAIVE_LATE_NAME", "fusion_table", "naive_late_fusion", "naive_late_probability"]
+
 NAIVE_LATE = "naive_late_fusion"
 NAIVE_LATE_NAME = "Naive late fusion (reference)"
 _EPS = 1e-7
@@ -32,7 +34,7 @@ def naive_late_fusion(results: pd.DataFrame) -> pd.DataFrame:
 
     Args:
         results: one row per fit with ``backbone, mode, repeat, fold, test_predictions``
-            (as :func:`osteo_tf.evaluation.report.load_results` reads them); covariates-only
+            (as :func:`osteo_tf.experiments.report.load_results` reads them); covariates-only
             fits may carry any backbone (the runner's are ``"none"``).
 
     Returns:
@@ -49,14 +51,20 @@ def naive_late_fusion(results: pd.DataFrame) -> pd.DataFrame:
         by_image = {p["image"]: p for p in other.test_predictions}
         if set(by_image) != {p["image"] for p in image.test_predictions}:
             continue
-        fused = naive_late_probability([p["probability"] for p in image.test_predictions],
-                                       [by_image[p["image"]]["probability"] for p in image.test_predictions])
+        fused = naive_late_probability(
+            [p["probability"] for p in image.test_predictions],
+            [by_image[p["image"]]["probability"] for p in image.test_predictions],
+        )
         predictions = [{**p, "probability": float(q)} for p, q in zip(image.test_predictions, fused)]
         labels = [p["label"] for p in predictions]
         metrics = binary_metrics(labels, [p["probability"] for p in predictions], 0.5)
         row = {c: getattr(image, c) for c in results.columns if c not in metrics and hasattr(image, c)}
-        row.update(metrics, mode=NAIVE_LATE, test_predictions=predictions,
-                   fit_id=f"{image.backbone}__{NAIVE_LATE}__r{image.repeat:02d}__f{image.fold:02d}")
+        row.update(
+            metrics,
+            mode=NAIVE_LATE,
+            test_predictions=predictions,
+            fit_id=f"{image.backbone}__{NAIVE_LATE}__r{image.repeat:02d}__f{image.fold:02d}",
+        )
         if "test_images" in results:
             row["test_images"] = image.test_images
         rows.append(row)
@@ -66,6 +74,7 @@ def naive_late_fusion(results: pd.DataFrame) -> pd.DataFrame:
 def naive_late_probability(image, covariates) -> np.ndarray:
     """(n,) probabilities of the image-only and covariates-only models of the same cases → (n,)
     probabilities of their summed logits (clipped to [1e-7, 1 − 1e-7] first)."""
+
     def clipped_logit(p):
         return logit(np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS))
 
@@ -108,17 +117,46 @@ def fusion_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
                 continue
             diff = values.loc[shared].to_numpy() - image.loc[shared].to_numpy()
             ci = describe(diff)
-            test = compare(values.loc[shared].to_numpy(), image.loc[shared].to_numpy(), paired=True) \
-                if len(shared) >= 3 else None
+            test = (
+                compare(values.loc[shared].to_numpy(), image.loc[shared].to_numpy(), paired=True)
+                if len(shared) >= 3
+                else None
+            )
             with_naive = values.index.intersection(naive.index)
-            rows.append({
-                "backbone": backbone, "model": model, "metric": metric, "n": len(shared),
-                "mean": float(values.loc[shared].mean()), "mean_image_only": float(image.loc[shared].mean()),
-                "diff": float(diff.mean()), "diff_ci_low": ci["ci_low"], "diff_ci_high": ci["ci_high"],
-                "min_diff": float(diff.min()), "higher": int((diff > 0).sum()),
-                "p_value": np.nan if test is None else test.p_value, "test": "" if test is None else test.test,
-                "diff_naive": float((values.loc[with_naive] - naive.loc[with_naive]).mean()) if len(with_naive) else np.nan,
-            })
-    columns = ["backbone", "model", "metric", "n", "mean", "mean_image_only", "diff", "diff_ci_low", "diff_ci_high",
-               "min_diff", "higher", "p_value", "test", "diff_naive"]
+            rows.append(
+                {
+                    "backbone": backbone,
+                    "model": model,
+                    "metric": metric,
+                    "n": len(shared),
+                    "mean": float(values.loc[shared].mean()),
+                    "mean_image_only": float(image.loc[shared].mean()),
+                    "diff": float(diff.mean()),
+                    "diff_ci_low": ci["ci_low"],
+                    "diff_ci_high": ci["ci_high"],
+                    "min_diff": float(diff.min()),
+                    "higher": int((diff > 0).sum()),
+                    "p_value": np.nan if test is None else test.p_value,
+                    "test": "" if test is None else test.test,
+                    "diff_naive": float((values.loc[with_naive] - naive.loc[with_naive]).mean())
+                    if len(with_naive)
+                    else np.nan,
+                }
+            )
+    columns = [
+        "backbone",
+        "model",
+        "metric",
+        "n",
+        "mean",
+        "mean_image_only",
+        "diff",
+        "diff_ci_low",
+        "diff_ci_high",
+        "min_diff",
+        "higher",
+        "p_value",
+        "test",
+        "diff_naive",
+    ]
     return pd.DataFrame(rows, columns=columns)

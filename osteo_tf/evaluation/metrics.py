@@ -16,6 +16,16 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import atomic_path
 
+__all__ = [
+    "METRIC_NAMES",
+    "binary_metrics",
+    "format_metrics",
+    "format_threshold",
+    "metrics_line",
+    "plot_roc",
+    "roc_curve_data",
+]
+
 METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "npv", "f1", "auc")
 
 
@@ -64,9 +74,59 @@ def binary_metrics(y_true, y_score, threshold: float = 0.5) -> dict[str, float |
         "npv": _ratio(tn, tn + fn),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "auc": float(roc_auc_score(y_true, y_score)),
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn, "n": int(y_true.size),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "n": int(y_true.size),
         "threshold": float(threshold),
     }
+
+
+def _confusion(metrics: dict) -> str:
+    return f"tp={metrics['tp']} fp={metrics['fp']} tn={metrics['tn']} fn={metrics['fn']}"
+
+
+def format_metrics(metrics: dict) -> list[str]:
+    """:func:`binary_metrics` as a column: one indented line per metric, then the confusion counts.
+
+    Args:
+        metrics: a dict of :func:`binary_metrics`.
+
+    Returns:
+        Lines such as ``"  accuracy     0.8125"`` and ``"  confusion    tp=5 fp=1 tn=8 fn=2"``.
+    """
+    return [f"  {name:12} {metrics[name]:.4f}" for name in METRIC_NAMES] + [f"  confusion    {_confusion(metrics)}"]
+
+
+def metrics_line(metrics: dict) -> str:
+    """:func:`binary_metrics` in one line: ``"accuracy 0.8125  …  auc 0.9000  (n=16, tp=5 fp=1 tn=8 fn=2)"``.
+
+    Args:
+        metrics: a dict of :func:`binary_metrics`.
+
+    Returns:
+        The line.
+    """
+    values = "  ".join(f"{name} {metrics[name]:.4f}" for name in METRIC_NAMES)
+    return f"{values}  (n={metrics['n']}, {_confusion(metrics)})"
+
+
+def format_threshold(run: str | Path, record: dict) -> list[str]:
+    """A chosen threshold and the metrics at it, as ``osteo threshold`` prints them.
+
+    Args:
+        run: the run folder (as the user named it).
+        record: the record of :func:`osteo_tf.evaluation.threshold.select_threshold`.
+
+    Returns:
+        The threshold line, then one line per split (val, test) that has metrics.
+    """
+    lines = [
+        f"{run}: threshold {record['threshold']:.6g} ({record['target']}, chosen on the validation split; "
+        f"recorded in threshold.json)"
+    ]
+    return lines + [f"  {split:5} {metrics_line(record[split])}" for split in ("val", "test") if record[split]]
 
 
 def roc_curve_data(y_true, y_score) -> dict[str, list[float]]:
@@ -81,23 +141,26 @@ def plot_roc(curves: dict[str, tuple], path: str | Path, title: str = "ROC") -> 
 
     curves: ``{model_name: (y_true, y_score)}``. Writes a PNG atomically; returns its path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch
 
     path = Path(path)
-    figure, axes = plt.subplots(figsize=(5, 5), dpi=120)
+    figure = Figure(figsize=(5, 5), dpi=120)
+    axes = figure.subplots()
     for name, (y_true, y_score) in curves.items():
         roc = roc_curve_data(y_true, y_score)
         auc = roc_auc_score(*_check(y_true, y_score))
         axes.plot(roc["fpr"], roc["tpr"], label=f"{name} (AUC {auc:.3f})", linewidth=1.8)
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
-    axes.set(xlabel="1 − specificity (false-positive rate)", ylabel="sensitivity (true-positive rate)",
-             xlim=(0, 1), ylim=(0, 1.01), title=title, aspect="equal")
+    axes.set(
+        xlabel="1 − specificity (false-positive rate)",
+        ylabel="sensitivity (true-positive rate)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=title,
+        aspect="equal",
+    )
     axes.legend(loc="lower right")
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary)
-    plt.close(figure)
     return path

@@ -32,13 +32,41 @@ from scipy import stats as st
 
 from osteo_tf.errors import OsteoInputError
 
+__all__ = [
+    "ALPHA",
+    "EFFECT_SIZE_SCALE",
+    "MIN_RUNS_FOR_TEST",
+    "SAWILOWSKY_2009",
+    "compare",
+    "Comparison",
+    "describe",
+    "effect_size_label",
+    "format_p",
+    "hedges_g",
+    "hedges_g_ci",
+    "p_phrase",
+    "unpaired_test",
+]
+
 ALPHA = 0.05
 #: Effect-size scale as the dental paper states and applies it (lower bound → label).
 EFFECT_SIZE_SCALE: tuple[tuple[float, str], ...] = (
-    (2.0, "huge"), (1.0, "very large"), (0.8, "large"), (0.5, "medium"), (0.2, "small"), (0.01, "very small"))
+    (2.0, "huge"),
+    (1.0, "very large"),
+    (0.8, "large"),
+    (0.5, "medium"),
+    (0.2, "small"),
+    (0.01, "very small"),
+)
 #: Sawilowsky (2009), "New effect size rules of thumb", Table 1.
 SAWILOWSKY_2009: tuple[tuple[float, str], ...] = (
-    (2.0, "huge"), (1.2, "very large"), (0.8, "large"), (0.5, "medium"), (0.2, "small"), (0.01, "very small"))
+    (2.0, "huge"),
+    (1.2, "very large"),
+    (0.8, "large"),
+    (0.5, "medium"),
+    (0.2, "small"),
+    (0.01, "very small"),
+)
 MIN_RUNS_FOR_TEST = 3  # Shapiro–Wilk needs at least three values
 
 
@@ -82,7 +110,7 @@ def hedges_g(a, b) -> float:
     return float((a.mean() - b.mean()) / pooled * correction)
 
 
-def hedges_g_ci(g: float, n1: int, n2: int, confidence: float = 0.95) -> tuple[float, float]:
+def hedges_g_ci(g: float, n1: int, n2: int, *, confidence: float = 0.95) -> tuple[float, float]:
     """Large-sample normal CI of Hedges' g (Hedges & Olkin 1985)."""
     if not math.isfinite(g):
         return math.nan, math.nan
@@ -116,8 +144,9 @@ def unpaired_test(a, b, alpha: float = ALPHA) -> tuple[str, float, float, bool, 
     """
     a, b = _values(a, "a"), _values(b, "b")
     if min(a.size, b.size) < MIN_RUNS_FOR_TEST:
-        raise OsteoInputError(f"a two-group test needs at least {MIN_RUNS_FOR_TEST} values per group, "
-                              f"got {a.size} and {b.size}")
+        raise OsteoInputError(
+            f"a two-group test needs at least {MIN_RUNS_FOR_TEST} values per group, got {a.size} and {b.size}"
+        )
     normal_a, p_a = _looks_normal(a, alpha)
     normal_b, p_b = _looks_normal(b, alpha)
     if normal_a and normal_b:
@@ -151,8 +180,9 @@ class Comparison:
         return asdict(self)
 
 
-def compare(a, b, paired: bool = False, alpha: float = ALPHA,
-            scale: tuple[tuple[float, str], ...] = EFFECT_SIZE_SCALE) -> Comparison:
+def compare(
+    a, b, paired: bool = False, *, alpha: float = ALPHA, scale: tuple[tuple[float, str], ...] = EFFECT_SIZE_SCALE
+) -> Comparison:
     """Two-group comparison of ``a`` against ``b`` with the test chosen by Shapiro–Wilk.
 
     Unpaired: Welch t-test if both groups pass Shapiro–Wilk (p > alpha), else Mann–Whitney U.
@@ -165,7 +195,8 @@ def compare(a, b, paired: bool = False, alpha: float = ALPHA,
     if min(a.size, b.size) < MIN_RUNS_FOR_TEST:
         raise OsteoInputError(
             f"a test needs at least {MIN_RUNS_FOR_TEST} runs per model (Shapiro–Wilk's minimum), "
-            f"got {a.size} and {b.size}")
+            f"got {a.size} and {b.size}"
+        )
     if paired:
         if a.size != b.size:
             raise OsteoInputError(f"paired comparison needs equal-length samples, got {a.size} and {b.size}")
@@ -183,10 +214,23 @@ def compare(a, b, paired: bool = False, alpha: float = ALPHA,
     statistic, p_value = (float(result[0]), float(result[1]))
     g = hedges_g(a, b)
     low, high = hedges_g_ci(g, a.size, b.size)
-    return Comparison(test=test, statistic=statistic, p_value=p_value, hedges_g=g, g_ci_low=low,
-                      g_ci_high=high, effect_size=effect_size_label(g, scale), paired=paired, normal=normal,
-                      shapiro_p_a=p_a, shapiro_p_b=p_b, n_a=int(a.size), n_b=int(b.size),
-                      mean_a=float(a.mean()), mean_b=float(b.mean()))
+    return Comparison(
+        test=test,
+        statistic=statistic,
+        p_value=p_value,
+        hedges_g=g,
+        g_ci_low=low,
+        g_ci_high=high,
+        effect_size=effect_size_label(g, scale),
+        paired=paired,
+        normal=normal,
+        shapiro_p_a=p_a,
+        shapiro_p_b=p_b,
+        n_a=int(a.size),
+        n_b=int(b.size),
+        mean_a=float(a.mean()),
+        mean_b=float(b.mean()),
+    )
 
 
 def format_p(p: float | None) -> str:

@@ -17,12 +17,33 @@ from osteo_tf.evaluation.metrics import METRIC_NAMES
 from osteo_tf.evaluation.stats import MIN_RUNS_FOR_TEST, compare, describe, format_p
 from osteo_tf.vocabulary import MODEL_NAMES as MODE_NAMES
 from osteo_tf.vocabulary import MODEL_ORDER as MODES
-METRIC_TITLES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall",
-                 "specificity": "Specificity", "npv": "NPV", "f1": "F1 score", "auc": "AUC"}
+
+__all__ = [
+    "METRIC_TITLES",
+    "comparison_table",
+    "dental_markdown",
+    "format_frame",
+    "markdown_table",
+    "ordered",
+    "paired_samples",
+    "per_model_table",
+    "ratio_table",
+    "summary_table",
+]
+METRIC_TITLES = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "specificity": "Specificity",
+    "npv": "NPV",
+    "f1": "F1 score",
+    "auc": "AUC",
+}
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of ``frame`` (cells via ``str``, ``|`` escaped)."""
+
     def cell(value) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -55,8 +76,9 @@ def summary_table(units: pd.DataFrame, metrics=METRIC_NAMES, backbones=()) -> pd
     return pd.DataFrame(rows, columns=["backbone", "mode", "metric", "n", "mean", "sd", "ci_low", "ci_high"])
 
 
-def paired_samples(units: pd.DataFrame, backbone: str, metric: str, a: str, b: str,
-                   paired: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def paired_samples(
+    units: pd.DataFrame, backbone: str, metric: str, a: str, b: str, paired: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Values of modes ``a`` and ``b`` for one backbone; paired: matched on ``key``."""
     first = units[(units["backbone"] == backbone) & (units["mode"] == a)].set_index("key")
     second = units[(units["backbone"] == backbone) & (units["mode"] == b)].set_index("key")
@@ -65,18 +87,27 @@ def paired_samples(units: pd.DataFrame, backbone: str, metric: str, a: str, b: s
     keys = [k for k in first.index if k in second.index]
     notes = []
     if len(keys) < max(len(first), len(second)):
-        notes.append(f"{backbone}: pairing kept {len(keys)} runs present for both modes "
-                     f"({len(first)} {a}, {len(second)} {b}).")
+        notes.append(
+            f"{backbone}: pairing kept {len(keys)} runs present for both modes ({len(first)} {a}, {len(second)} {b})."
+        )
     for key in keys:
         if first.at[key, "test_images"] != second.at[key, "test_images"]:
             raise OsteoInputError(
                 f"--paired: {backbone} {a} and {b} were tested on different images in run {key}; "
-                "pairing needs the same splits for both models (drop --paired for the unpaired test)")
+                "pairing needs the same splits for both models (drop --paired for the unpaired test)"
+            )
     return first.loc[keys, metric].to_numpy(), second.loc[keys, metric].to_numpy(), notes
 
 
-def comparison_table(units: pd.DataFrame, metrics=METRIC_NAMES, paired: bool = False,
-                     a: str = "ensemble", b: str = "image_only", backbones=()) -> tuple[pd.DataFrame, list[str]]:
+def comparison_table(
+    units: pd.DataFrame,
+    metrics=METRIC_NAMES,
+    paired: bool = False,
+    *,
+    a: str = "ensemble",
+    b: str = "image_only",
+    backbones=(),
+) -> tuple[pd.DataFrame, list[str]]:
     """``a`` vs ``b`` per backbone and metric: test, statistic, p, Hedges' g (+ CI, label).
 
     Backbones with fewer than three runs of either mode get no row; a note says why.
@@ -90,16 +121,36 @@ def comparison_table(units: pd.DataFrame, metrics=METRIC_NAMES, paired: bool = F
             x, y, pair_notes = paired_samples(units, backbone, metric, a, b, paired)
             notes += [n for n in pair_notes if n not in notes]
             if min(len(x), len(y)) < MIN_RUNS_FOR_TEST:
-                note = (f"{backbone}: {len(x)} {a} and {len(y)} {b} run(s); a test needs at least "
-                        f"{MIN_RUNS_FOR_TEST} each.")
+                note = (
+                    f"{backbone}: {len(x)} {a} and {len(y)} {b} run(s); a test needs at least {MIN_RUNS_FOR_TEST} each."
+                )
                 if note not in notes:
                     notes.append(note)
                 continue
-            rows.append({"backbone": backbone, "metric": metric, "a": a, "b": b,
-                         **compare(x, y, paired=paired).to_dict()})
-    columns = ["backbone", "metric", "a", "b", "test", "statistic", "p_value", "hedges_g", "g_ci_low",
-               "g_ci_high", "effect_size", "paired", "normal", "shapiro_p_a", "shapiro_p_b", "n_a", "n_b",
-               "mean_a", "mean_b"]
+            rows.append(
+                {"backbone": backbone, "metric": metric, "a": a, "b": b, **compare(x, y, paired=paired).to_dict()}
+            )
+    columns = [
+        "backbone",
+        "metric",
+        "a",
+        "b",
+        "test",
+        "statistic",
+        "p_value",
+        "hedges_g",
+        "g_ci_low",
+        "g_ci_high",
+        "effect_size",
+        "paired",
+        "normal",
+        "shapiro_p_a",
+        "shapiro_p_b",
+        "n_a",
+        "n_b",
+        "mean_a",
+        "mean_b",
+    ]
     return pd.DataFrame(rows, columns=columns), notes
 
 
@@ -115,9 +166,17 @@ def dental_markdown(summary: pd.DataFrame, comparison: pd.DataFrame, metrics=MET
             name = f"{MODE_NAMES.get(mode, mode)} (n={n})"
             rows.append([f"{name} mean", *(_number(stats.at[m, "mean"]) for m in metrics)])
             rows.append([f"{name} SD", *(_number(stats.at[m, "sd"]) for m in metrics)])
-            rows.append([f"{name} 95% CI", *(f"{_number(stats.at[m, 'ci_low'])}–{_number(stats.at[m, 'ci_high'])}"
-                                             if stats.at[m, "sd"] is not None and np.isfinite(stats.at[m, "sd"])
-                                             else "–" for m in metrics)])
+            rows.append(
+                [
+                    f"{name} 95% CI",
+                    *(
+                        f"{_number(stats.at[m, 'ci_low'])}–{_number(stats.at[m, 'ci_high'])}"
+                        if stats.at[m, "sd"] is not None and np.isfinite(stats.at[m, "sd"])
+                        else "–"
+                        for m in metrics
+                    ),
+                ]
+            )
         tests = comparison[comparison["backbone"] == backbone].set_index("metric")
         if len(tests):
             rows.append(["P value (ensemble vs image-only)", *(format_p(tests.at[m, "p_value"]) for m in metrics)])
@@ -146,8 +205,9 @@ def ratio_table(summary: pd.DataFrame, a: str = "ensemble", b: str = "image_only
     for backbone in dict.fromkeys(summary["backbone"]):
         if (backbone, a) in means.index and (backbone, b) in means.index:
             top, bottom = means.loc[(backbone, a)], means.loc[(backbone, b)]
-            rows.append({"backbone": backbone, **{m: 100.0 * top[m] / bottom[m] if bottom[m] else np.nan
-                                                  for m in metrics}})
+            rows.append(
+                {"backbone": backbone, **{m: 100.0 * top[m] / bottom[m] if bottom[m] else np.nan for m in metrics}}
+            )
     return pd.DataFrame(rows, columns=["backbone", *metrics])
 
 

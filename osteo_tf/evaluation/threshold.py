@@ -28,7 +28,17 @@ from sklearn.metrics import roc_curve
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import binary_metrics
 from osteo_tf.io import read_json, write_json
-from osteo_tf.training.run_dir import RunDir
+from osteo_tf.runs.run_dir import RunDir
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "TARGET_HELP",
+    "choose_threshold",
+    "parse_target",
+    "run_threshold",
+    "select_threshold",
+    "threshold_record",
+]
 
 DEFAULT_THRESHOLD = 0.5
 TARGET_HELP = "sensitivity=X, specificity=X (0 < X ≤ 1) or youden"
@@ -85,7 +95,9 @@ def select_threshold(run: str | Path, target: str) -> dict:
         raise OsteoInputError(f"run {run_dir.path} has no validation predictions to choose a threshold on")
     threshold = choose_threshold(val["label"], val["probability"], target)
     record = {
-        "threshold": threshold, "target": str(target), "chosen_on": "val",
+        "threshold": threshold,
+        "target": str(target),
+        "chosen_on": "val",
         "val": binary_metrics(val["label"], val["probability"], threshold),
         "test": binary_metrics(test["label"], test["probability"], threshold) if not test.empty else None,
         "chosen_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -26,7 +26,7 @@
             cache: memory,             # memory | disk (run/cache/) | none: not part of the hash
             precision: auto, jit: auto}  # float32 | mixed_float16 | mixed_bfloat16; true | false (jit: not hashed)
 
-Each ``train`` option is checked as :class:`osteo_tf.training.config.TrainConfig` checks it
+Each ``train`` option is checked as :class:`osteo_tf.runs.config.TrainConfig` checks it
 (integers are ints — 3.0 and true are refused —, numbers finite and in range, booleans YAML
 true/false), and a mistake names the file and key path: ``demo.yaml: train.epochs: 'two' is
 not an integer in [1, inf)``; so does one in ``cohort.manifest_config``
@@ -51,17 +51,55 @@ from typing import Any
 
 import yaml
 
-from osteo_tf.data.images import MIN_IMAGE_SIZE
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.vocabulary import DEFAULT_FUSION, DEFAULT_INFORMATION, FUSIONS, MODES, PHANTOM_INFORMATION
+from osteo_tf.vocabulary import (
+    BACKBONES,
+    COVARIATE_SETS,
+    COVARIATES,
+    DEFAULT_FUSION,
+    DEFAULT_INFORMATION,
+    FUSIONS,
+    MIN_IMAGE_SIZE,
+    MODES,
+    PHANTOM_INFORMATION,
+)
+
+__all__ = [
+    "CONFIG_DIR",
+    "PHANTOM_COLUMNS",
+    "TOP_KEYS",
+    "TRAIN_KEYS",
+    "ExperimentConfig",
+    "load_experiment",
+    "packaged_configs",
+    "parse_experiment",
+    "PhantomSpec",
+    "SplitSpec",
+]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # package data: osteo_tf/configs/*.yaml
-CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
-COVARIATE_ALIASES = {"hip": ("age", "bmi", "sex", "hip_fracture_history"), "dental": ("age", "bmi", "sex")}
-PHANTOM_COLUMNS = {"hip": CANONICAL_COVARIATES, "dental": ("age", "sex", "bmi")}
-TRAIN_KEYS = ("epochs", "patience", "batch_size", "image_size", "learning_rate", "weights", "momentum", "weight_decay",
-              "threshold", "intensity", "impute", "allow_exclusions", "aux_loss_weight", "covariate_dropout",
-              "deterministic", "cache", "precision", "jit")
+# The covariate columns of each phantom (osteo_tf.data.synthetic): the dental one has no fracture history.
+PHANTOM_COLUMNS = {"hip": COVARIATES, "dental": tuple(c for c in COVARIATES if c != "hip_fracture_history")}
+TRAIN_KEYS = (
+    "epochs",
+    "patience",
+    "batch_size",
+    "image_size",
+    "learning_rate",
+    "weights",
+    "momentum",
+    "weight_decay",
+    "threshold",
+    "intensity",
+    "impute",
+    "allow_exclusions",
+    "aux_loss_weight",
+    "covariate_dropout",
+    "deterministic",
+    "cache",
+    "precision",
+    "jit",
+)
 TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "fusions", "covariates", "split", "train")
 
 
@@ -120,22 +158,32 @@ class ExperimentConfig:
         cohort: dict[str, Any] = {}
         if self.phantom is not None:
             cohort["phantom"] = dataclasses.asdict(self.phantom)
-            if self.phantom.information == DEFAULT_INFORMATION:  # the default is left out: older experiments keep their hash
+            if (
+                self.phantom.information == DEFAULT_INFORMATION
+            ):  # the default is left out: older experiments keep their hash
                 del cohort["phantom"]["information"]
         if self.manifest is not None:
             cohort["manifest"] = self.manifest
         if self.manifest_config is not None:
             cohort["manifest_config"] = self.manifest_config
-        values = {"name": self.name, "description": self.description, "seed": self.seed, "cohort": cohort,
-                  "backbones": list(self.backbones), "modes": list(self.modes), "covariates": list(self.covariates),
-                  "split": self.split.to_dict(), "train": dict(self.train)}
+        values = {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "cohort": cohort,
+            "backbones": list(self.backbones),
+            "modes": list(self.modes),
+            "covariates": list(self.covariates),
+            "split": self.split.to_dict(),
+            "train": dict(self.train),
+        }
         if self.fusions != (DEFAULT_FUSION,):  # the default is left out: older experiments keep their hash
             values["fusions"] = list(self.fusions)
         return values
 
     def hash(self) -> str:
         """12 hex digits of SHA-256 over everything that changes results (not the description)."""
-        from osteo_tf.training.config import RESULT_NEUTRAL_OPTIONS  # parse_experiment imported it to validate `train`
+        from osteo_tf.runs.config import RESULT_NEUTRAL_OPTIONS  # parse_experiment imported it to validate `train`
 
         values = {k: v for k, v in self.to_dict().items() if k != "description"}
         values["train"] = {k: v for k, v in values["train"].items() if k not in RESULT_NEUTRAL_OPTIONS}
@@ -147,12 +195,13 @@ class ExperimentConfig:
         _check_covariates(changed, _where(self.source))
         return changed
 
-    def train_config(self, backbone: str, mode: str, seed: int, fusion: str = DEFAULT_FUSION):
+    def train_config(self, backbone: str, mode: str, seed: int, *, fusion: str = DEFAULT_FUSION):
         """The TrainConfig of one fit."""
-        from osteo_tf.training.config import TrainConfig
+        from osteo_tf.runs.config import TrainConfig
 
-        return TrainConfig(backbone=backbone, mode=mode, covariates=self.covariates, seed=seed, fusion=fusion,
-                           **self.train)
+        return TrainConfig(
+            backbone=backbone, mode=mode, covariates=self.covariates, seed=seed, fusion=fusion, **self.train
+        )
 
 
 def load_experiment(path_or_name: str | Path, manifest: str | Path | None = None) -> ExperimentConfig:
@@ -184,8 +233,10 @@ def _read(path_or_name: str | Path) -> tuple[str, str, Path]:
         return path.read_text(), str(path), path.resolve().parent
     name = str(path_or_name)
     if name not in packaged_configs():
-        raise OsteoInputError(f"no experiment config '{name}': give a .yaml path or one of the packaged "
-                              f"configs: {', '.join(packaged_configs())}")
+        raise OsteoInputError(
+            f"no experiment config '{name}': give a .yaml path or one of the packaged "
+            f"configs: {', '.join(packaged_configs())}"
+        )
     text = (CONFIG_DIR / f"{name}.yaml").read_text()
     return text, f"packaged config '{name}'", Path.cwd()
 
@@ -205,11 +256,11 @@ def parse_experiment(values: Any, source: str = "", base: Path | None = None) ->
         raise OsteoInputError(f"{where}'name' must be a word of letters, digits, _ . or -, got {name!r}")
     seed = _int(values.get("seed", 0), f"{where}'seed'", 0)
     backbones = _names(values.get("backbones"), f"{where}'backbones'")
-    from osteo_tf.models.backbones import REGISTRY
-
     for backbone in backbones:
-        if backbone not in REGISTRY:
-            raise OsteoInputError(f"{where}unknown backbone '{backbone}' in 'backbones'; choose from: {', '.join(REGISTRY)}")
+        if backbone not in BACKBONES:
+            raise OsteoInputError(
+                f"{where}unknown backbone '{backbone}' in 'backbones'; choose from: {', '.join(BACKBONES)}"
+            )
     modes = _names(values.get("modes", ["image_only", "ensemble"]), f"{where}'modes'")
     for mode in modes:
         if mode not in MODES:
@@ -219,17 +270,29 @@ def parse_experiment(values: Any, source: str = "", base: Path | None = None) ->
         if fusion not in FUSIONS:
             raise OsteoInputError(f"{where}unknown fusion '{fusion}' in 'fusions'; choose from: {', '.join(FUSIONS)}")
     if fusions != (DEFAULT_FUSION,) and "ensemble" not in modes:
-        raise OsteoInputError(f"{where}'fusions' lists {list(fusions)}, but 'modes' has no ensemble to fuse; "
-                              "add ensemble to 'modes' or drop 'fusions'")
+        raise OsteoInputError(
+            f"{where}'fusions' lists {list(fusions)}, but 'modes' has no ensemble to fuse; "
+            "add ensemble to 'modes' or drop 'fusions'"
+        )
     covariates = values.get("covariates", "dental")
-    if isinstance(covariates, str) and covariates in COVARIATE_ALIASES:
-        covariates = list(COVARIATE_ALIASES[covariates])
+    if isinstance(covariates, str) and covariates in COVARIATE_SETS:
+        covariates = list(COVARIATE_SETS[covariates])
     covariates = _names(covariates, f"{where}'covariates'")
     manifest, manifest_config, phantom = _cohort(values.get("cohort"), where, base or Path.cwd())
     config = ExperimentConfig(
-        name=name, backbones=backbones, modes=modes, covariates=covariates, split=_split(values.get("split"), where),
-        train=_train(values.get("train"), where), seed=seed, manifest=manifest, manifest_config=manifest_config,
-        phantom=phantom, description=_description(values.get("description"), where), source=source, fusions=fusions,
+        name=name,
+        backbones=backbones,
+        modes=modes,
+        covariates=covariates,
+        split=_split(values.get("split"), where),
+        train=_train(values.get("train"), where),
+        seed=seed,
+        manifest=manifest,
+        manifest_config=manifest_config,
+        phantom=phantom,
+        description=_description(values.get("description"), where),
+        source=source,
+        fusions=fusions,
     )
     _check_train_options(config, where)
     _check_covariates(config, where)
@@ -238,7 +301,7 @@ def parse_experiment(values: Any, source: str = "", base: Path | None = None) ->
 
 def _check_train_options(config: ExperimentConfig, where: str) -> None:
     """Every training option must make a valid TrainConfig; a bad one is named by its key path."""
-    from osteo_tf.training.config import TrainOptionError
+    from osteo_tf.runs.config import TrainOptionError
 
     for backbone in config.backbones:
         try:  # seed 0: each fit's own seed is derived from the base seed (31-bit, always valid)
@@ -261,8 +324,9 @@ def _description(value: Any, where: str) -> str:
 def _unknown(values: dict, known: tuple[str, ...], where: str, section: str) -> None:
     unknown = sorted(str(k) for k in values if k not in known)
     if unknown:
-        raise OsteoInputError(f"{where}unknown key(s) {unknown}{' in ' + repr(section) if section else ''}; "
-                              f"known: {', '.join(known)}")
+        raise OsteoInputError(
+            f"{where}unknown key(s) {unknown}{' in ' + repr(section) if section else ''}; known: {', '.join(known)}"
+        )
 
 
 def _int(value: Any, what: str, minimum: int) -> int:
@@ -272,8 +336,11 @@ def _int(value: Any, what: str, minimum: int) -> int:
 
 
 def _ratios(value: Any, count: int, what: str) -> tuple[float, ...]:
-    ok = isinstance(value, (list, tuple)) and len(value) == count and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in value)
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) == count
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in value)
+    )
     if not ok:
         raise OsteoInputError(f"{what} must be a list of {count} positive numbers, got {value!r}")
     return tuple(float(v) for v in value)
@@ -295,12 +362,18 @@ def _split(value: Any, where: str) -> SplitSpec:
     what = f"{where}split."
     if value["kind"] == "random":
         _unknown(value, ("kind", "ratios", "repeats"), where, "split")
-        return SplitSpec(kind="random", repeats=_int(value.get("repeats", 1), what + "repeats", 1),
-                         ratios=_ratios(value.get("ratios", [8, 1, 1]), 3, what + "ratios"))
+        return SplitSpec(
+            kind="random",
+            repeats=_int(value.get("repeats", 1), what + "repeats", 1),
+            ratios=_ratios(value.get("ratios", [8, 1, 1]), 3, what + "ratios"),
+        )
     _unknown(value, ("kind", "folds", "repeats", "val_ratio"), where, "split")
-    return SplitSpec(kind="kfold", folds=_int(value.get("folds", 5), what + "folds", 2),
-                     repeats=_int(value.get("repeats", 1), what + "repeats", 1),
-                     val_ratio=_ratios(value.get("val_ratio", [8, 1]), 2, what + "val_ratio"))
+    return SplitSpec(
+        kind="kfold",
+        folds=_int(value.get("folds", 5), what + "folds", 2),
+        repeats=_int(value.get("repeats", 1), what + "repeats", 1),
+        val_ratio=_ratios(value.get("val_ratio", [8, 1]), 2, what + "val_ratio"),
+    )
 
 
 def _train(value: Any, where: str) -> dict:
@@ -324,7 +397,9 @@ def _cohort(value: Any, where: str, base: Path) -> tuple[str | None, dict | None
     if value.get("phantom") is not None:
         spec = value["phantom"]
         if not isinstance(spec, dict):
-            raise OsteoInputError(f"{where}cohort.phantom must be a mapping {{kind, n, image_size, seed}}, got {spec!r}")
+            raise OsteoInputError(
+                f"{where}cohort.phantom must be a mapping {{kind, n, image_size, seed}}, got {spec!r}"
+            )
         _unknown(spec, ("kind", "n", "image_size", "seed", "information"), where, "cohort.phantom")
         phantom = PhantomSpec(**spec)
         if not isinstance(phantom.kind, str) or phantom.kind not in PHANTOM_COLUMNS:
@@ -333,8 +408,10 @@ def _cohort(value: Any, where: str, base: Path) -> tuple[str | None, dict | None
         _int(phantom.image_size, f"{where}cohort.phantom.image_size", MIN_IMAGE_SIZE)
         _int(phantom.seed, f"{where}cohort.phantom.seed", 0)
         if phantom.information not in PHANTOM_INFORMATION:
-            raise OsteoInputError(f"{where}cohort.phantom.information must be one of {', '.join(PHANTOM_INFORMATION)}, "
-                                  f"got {phantom.information!r}")
+            raise OsteoInputError(
+                f"{where}cohort.phantom.information must be one of {', '.join(PHANTOM_INFORMATION)}, "
+                f"got {phantom.information!r}"
+            )
         return None, manifest_config, phantom
     if value.get("manifest") is None:
         return None, manifest_config, None
@@ -363,11 +440,13 @@ def _check_covariates(config: ExperimentConfig, where: str) -> None:
     elif config.manifest is not None:
         available, cohort = _manifest_columns(config, where), f"manifest {config.manifest}"
     else:
-        available, cohort = CANONICAL_COVARIATES, "the data contract (no cohort given yet)"
+        available, cohort = COVARIATES, "the data contract (no cohort given yet)"
     for name in config.covariates:
         if name not in available:
-            raise OsteoInputError(f"{where}unknown covariate column '{name}' in 'covariates': not in {cohort}; "
-                                  f"available: {', '.join(available)}")
+            raise OsteoInputError(
+                f"{where}unknown covariate column '{name}' in 'covariates': not in {cohort}; "
+                f"available: {', '.join(available)}"
+            )
 
 
 def _manifest_columns(config: ExperimentConfig, where: str) -> tuple[str, ...]:

@@ -29,6 +29,21 @@ from osteo_tf.errors import OsteoInputError
 from osteo_tf.experiments.config import ExperimentConfig
 from osteo_tf.experiments.results import read_records
 
+__all__ = [
+    "PROBE_COVARIATE_DIM",
+    "VALIDATION_COST",
+    "BackboneCost",
+    "cohort_size",
+    "estimate_costs",
+    "estimate_experiment",
+    "format_duration",
+    "measured_epochs",
+    "print_estimate",
+    "probe_seconds_per_image",
+    "split_rows",
+    "wall_time",
+]
+
 VALIDATION_COST = 1.0 / 3.0  # a forward pass ≈ a third of a training step (forward + backward + update)
 PROBE_COVARIATE_DIM = 6
 
@@ -64,12 +79,14 @@ def cohort_size(config: ExperimentConfig, subjects: int | None = None) -> int:
     """Images in the cohort: ``subjects`` if given, else the phantom's n or the manifest's rows."""
     if subjects is not None:
         if subjects < 10:
-            raise OsteoInputError(f"--subjects must be at least 10, got {subjects}")
+            raise OsteoInputError(f"subjects must be at least 10, got {subjects}", parameter="subjects")
         return subjects
     if config.phantom is not None:
         return config.phantom.n
     if config.manifest is None:
-        raise OsteoInputError("--estimate needs the cohort size: pass --manifest COHORT.csv or --subjects N")
+        raise OsteoInputError(
+            "the cost estimate needs the cohort size: pass manifest=COHORT.csv or subjects=N", parameter="subjects"
+        )
     path = Path(config.manifest)
     if not path.is_file():
         raise OsteoInputError(f"{path}: manifest not found")
@@ -77,8 +94,9 @@ def cohort_size(config: ExperimentConfig, subjects: int | None = None) -> int:
         return max(sum(1 for line in handle if line.strip()) - 1, 0)
 
 
-def probe_seconds_per_image(config: ExperimentConfig, backbone: str, mode: str, steps: int = 3,
-                            warmup: int = 2) -> float:
+def probe_seconds_per_image(
+    config: ExperimentConfig, backbone: str, mode: str, *, steps: int = 3, warmup: int = 2
+) -> float:
     """Seconds per training image of one fit's model on this machine (median of ``steps`` timed steps)."""
     import keras
 
@@ -92,7 +110,7 @@ def probe_seconds_per_image(config: ExperimentConfig, backbone: str, mode: str, 
     batch, size = runtime.global_batch_size, train_config.image_size
     covariate_dim = PROBE_COVARIATE_DIM if uses_covariates(mode) else 0
     with strategy.scope(), dtype_policy(runtime.precision):
-        model = build_model(backbone, mode, size, covariate_dim)
+        model = build_model(backbone, mode, size, covariate_dim=covariate_dim)
         compile_model(model, train_config, jit=runtime.jit)
     rng = np.random.default_rng(0)
     inputs = {}
@@ -118,11 +136,13 @@ def measured_epochs(records: list[dict], backbone: str) -> tuple[float, int]:
     return (float(np.mean(epochs)), len(epochs)) if epochs else (0.0, 0)
 
 
-def estimate_costs(config: ExperimentConfig, fits: list, subjects: int, records: list[dict] = (),
-                   probe=None) -> list[BackboneCost]:
+def estimate_costs(
+    config: ExperimentConfig, fits: list, subjects: int, *, records: list[dict] = (), probe=None
+) -> list[BackboneCost]:
     """One BackboneCost per backbone of ``fits`` (each probed once, with its first mode).
 
-    records: the experiment's finished fits (their epochs replace the config maximum). probe: ``(config, backbone, mode) → seconds per training image``; default the timed probe.
+    records: the experiment's finished fits (their epochs replace the config maximum). probe: ``(config, backbone,
+    mode) → seconds per training image``; default the timed probe.
     """
     probe = probe or probe_seconds_per_image
     train_rows, val_rows = split_rows(config, subjects)
@@ -156,35 +176,46 @@ def format_duration(seconds: float) -> str:
     return f"{math.ceil(seconds / 60)} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def print_estimate(config: ExperimentConfig, fits: list, subjects: int, devices: int, records: list[dict] = (),
-                   probe=None) -> dict:
+def print_estimate(
+    config: ExperimentConfig, fits: list, subjects: int, devices: int, *, records: list[dict] = (), probe=None
+) -> dict:
     """Probes, prints the estimate table and returns its figures (seconds)."""
     from osteo_tf.training.hardware import distribution_strategy, strategy_devices
 
     train_rows, val_rows = split_rows(config, subjects)
     device = ", ".join(strategy_devices(distribution_strategy()))
     print(f"cost estimate: {subjects} images → {train_rows} train / {val_rows} val rows per fit; probed on {device}")
-    costs = estimate_costs(config, fits, subjects, records, probe)
+    costs = estimate_costs(config, fits, subjects, records=records, probe=probe)
     print(f"  {'backbone':<16}{'fits':>6}{'ms/image':>10}{'s/epoch':>10}{'epochs':>8}  {'per fit':>10}")
     for c in costs:
-        print(f"  {c.backbone:<16}{c.fits:>6}{1000 * c.seconds_per_image:>10.1f}{c.seconds_per_epoch:>10.1f}"
-              f"{c.epochs:>8.1f}  {format_duration(c.seconds_per_fit):>10}   epochs: {c.epochs_source}")
+        print(
+            f"  {c.backbone:<16}{c.fits:>6}{1000 * c.seconds_per_image:>10.1f}{c.seconds_per_epoch:>10.1f}"
+            f"{c.epochs:>8.1f}  {format_duration(c.seconds_per_fit):>10}   epochs: {c.epochs_source}"
+        )
     durations = [c.seconds_per_fit for c in costs for _ in range(c.fits)]
     one, many = wall_time(durations, 1), wall_time(durations, devices)
-    print(f"  total {len(durations)} fits: {format_duration(one)} on 1 device like this one, "
-          f"{format_duration(many)} on {devices} (one fit per device; --executor ray --gpus-per-fit 1)")
+    print(
+        f"  total {len(durations)} fits: {format_duration(one)} on 1 device like this one, "
+        f"{format_duration(many)} on {devices} (one fit per device; --executor ray --gpus-per-fit 1)"
+    )
     if "GPU" not in device.upper():
         print("  (probed on CPU: on a GPU, rerun --estimate there; mixed precision and XLA are then on by default)")
     return {"costs": costs, "one_device_seconds": one, "devices": devices, "devices_seconds": many}
 
 
-def estimate_experiment(config: ExperimentConfig, out: str | Path | None = None, shard: tuple[int, int] = (1, 1),
-                        devices: int = 4, subjects: int | None = None) -> dict:
+def estimate_experiment(
+    config: ExperimentConfig,
+    out: str | Path | None = None,
+    shard: tuple[int, int] = (1, 1),
+    *,
+    devices: int = 4,
+    subjects: int | None = None,
+) -> dict:
     """``osteo experiment --dry-run --estimate``: the cost of this shard's unfinished fits."""
     from osteo_tf.experiments.runner import plan, shard_fits
 
     if devices < 1:
-        raise OsteoInputError(f"--devices must be at least 1, got {devices}")
+        raise OsteoInputError(f"devices must be at least 1, got {devices}", parameter="devices")
     out = None if out is None else Path(out)
     records = read_records(out) if out is not None and (out / "results").is_dir() else []
     done = {r["fit_id"] for r in records}
@@ -192,4 +223,4 @@ def estimate_experiment(config: ExperimentConfig, out: str | Path | None = None,
     if not todo:
         print("cost estimate: nothing left to run")
         return {"costs": [], "one_device_seconds": 0.0, "devices": devices, "devices_seconds": 0.0}
-    return print_estimate(config, todo, cohort_size(config, subjects), devices, records)
+    return print_estimate(config, todo, cohort_size(config, subjects), devices, records=records)

@@ -7,7 +7,7 @@ cluster has — rather than by distributing one fit. ``RayExecutor(...)`` is wha
 
 What: the driver prepares the experiment folder, the phantom cohort and the validated cohort
 table once (``run_experiment`` → ``load_fit_cohort``), puts the table in Ray's object store
-and submits one task per pending fit. A task calls :func:`osteo_tf.experiments.runner.run_fit`,
+and submits one task per pending fit. A task calls :func:`osteo_tf.experiments.fits.run_fit`,
 the same step as the local runner, so both executors write the same store (``results/<fit_id>.json``
 written atomically, ``runs/<fit_id>/``) and resume each other's folders. Tasks read the images
 and write their results through the file system: the experiment folder, the manifest and its
@@ -33,22 +33,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.experiments.fits import Fit, Progress, load_fit_cohort, run_fit, say
+from osteo_tf.optional import optional_import
 
 if TYPE_CHECKING:
     from osteo_tf.experiments.config import ExperimentConfig
-    from osteo_tf.experiments.runner import Fit
 
-INSTALL_HINT = "pip install 'osteo_tf[ray]'"
+__all__ = ["import_ray", "parse_gpus_per_fit", "RayExecutor"]
 
 
 def import_ray() -> Any:
     """The ``ray`` module, or an OsteoInputError saying how to install it."""
-    try:
-        import ray
-    except ImportError as error:
-        raise OsteoInputError(f"--executor ray needs Ray, which is not installed ({error}); install it with: "
-                              f"{INSTALL_HINT}") from None
-    return ray
+    return optional_import("ray", purpose="executor ray", parameter="executor")
 
 
 def parse_gpus_per_fit(value: str | float) -> float:
@@ -65,8 +61,11 @@ def parse_gpus_per_fit(value: str | float) -> float:
     whole = number >= 0 and number == int(number) if math.isfinite(number) else False
     share = 0 < number < 1 and abs(1 / number - round(1 / number)) < 0.01 * round(1 / number)
     if not (whole or share):
-        raise OsteoInputError(f"--gpus-per-fit must be 0, a whole number of GPUs, or a fraction 1/k that divides a GPU "
-                              f"evenly (0.5, 0.25, 0.2, …), got {text!r}")
+        raise OsteoInputError(
+            f"gpus_per_fit must be 0, a whole number of GPUs, or a fraction 1/k that divides a GPU "
+            f"evenly (0.5, 0.25, 0.2, …), got {text!r}",
+            parameter="gpus_per_fit",
+        )
     return float(number) if whole else round(1 / round(1 / number), 4)  # Ray counts GPUs in 1/10,000ths
 
 
@@ -87,31 +86,48 @@ class RayExecutor:
         if self.gpus_per_fit is not None:
             object.__setattr__(self, "gpus_per_fit", parse_gpus_per_fit(self.gpus_per_fit))
         if not (isinstance(self.cpus_per_fit, (int, float)) and self.cpus_per_fit > 0):
-            raise OsteoInputError(f"--cpus-per-fit must be a number > 0, got {self.cpus_per_fit!r}")
+            raise OsteoInputError(
+                f"cpus_per_fit must be a number > 0, got {self.cpus_per_fit!r}", parameter="cpus_per_fit"
+            )
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise OsteoInputError(f"--max-retries must be a whole number >= 0, got {self.max_retries!r}")
+            raise OsteoInputError(
+                f"max_retries must be a whole number >= 0, got {self.max_retries!r}", parameter="max_retries"
+            )
 
-    def require_ray(self) -> None:
+    def check(self) -> None:
+        """Ray must be importable (checked before the experiment folder is touched)."""
         import_ray()
 
-    def __call__(self, config: ExperimentConfig, out: Path, manifest: Path, todo: list[Fit], verbose: int | str = 0,
-                 fit_function: Callable | None = None) -> None:
+    def __call__(
+        self,
+        config: ExperimentConfig,
+        out: Path,
+        manifest: Path,
+        todo: list[Fit],
+        verbose: int | str = 0,
+        fit_function: Callable | None = None,
+    ) -> None:
         """Runs the fits ``todo`` of ``config`` into ``out`` (prepared by run_experiment) and waits for them."""
-        from osteo_tf.experiments.runner import Progress, _say, load_fit_cohort
-
         ray = import_ray()
         started_here = _connect(ray, self.address)
         try:
             gpus = self._gpus(ray)
             manifest_config, cohort = load_fit_cohort(config, manifest, todo)
-            task = ray.remote(num_cpus=self.cpus_per_fit, num_gpus=gpus, max_retries=self.max_retries,
-                              retry_exceptions=False)(_fit_task)
+            task = ray.remote(
+                num_cpus=self.cpus_per_fit, num_gpus=gpus, max_retries=self.max_retries, retry_exceptions=False
+            )(_fit_task)
             cohort_ref = ray.put(cohort)
             out, manifest = Path(out).resolve(), Path(manifest).resolve()
-            pending = {task.remote(config, out, manifest, fit, cohort_ref, manifest_config, verbose, fit_function,
-                                   self.cpus_per_fit): fit for fit in todo}
-            _say(f"submitted {len(todo)} fit(s) to Ray ({_describe(ray)}): {self.cpus_per_fit:g} CPU and {gpus:g} GPU "
-                 f"per fit, up to {self.max_retries} retries of a fit whose worker dies")
+            pending = {
+                task.remote(
+                    config, out, manifest, fit, cohort_ref, manifest_config, verbose, fit_function, self.cpus_per_fit
+                ): fit
+                for fit in todo
+            }
+            say(
+                f"submitted {len(todo)} fit(s) to Ray ({_describe(ray)}): {self.cpus_per_fit:g} CPU and {gpus:g} GPU "
+                f"per fit, up to {self.max_retries} retries of a fit whose worker dies"
+            )
             _collect(ray, pending, Progress(len(todo)))
         finally:
             if started_here:
@@ -127,7 +143,10 @@ class RayExecutor:
             largest = max(((r.get("CPU", 0), r.get("GPU", 0)) for r in nodes), default=(0, 0))
             raise OsteoInputError(
                 f"no node of the Ray cluster has {self.cpus_per_fit:g} CPU and {gpus:g} GPU for one fit (largest node: "
-                f"{largest[0]:g} CPU, {largest[1]:g} GPU); lower --cpus-per-fit, or pass --gpus-per-fit 0 to train on CPUs")
+                f"{largest[0]:g} CPU, {largest[1]:g} GPU); lower cpus_per_fit=, or pass gpus_per_fit=0 to train "
+                "on CPUs",
+                parameter="cpus_per_fit",
+            )
         return gpus
 
 
@@ -142,9 +161,12 @@ def _connect(ray: Any, address: str | None) -> bool:
         else:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)  # not RAY_ADDRESS's cluster
     except ConnectionError as error:
-        raise OsteoInputError(f"cannot connect to the Ray cluster at --address {address} ({error}); start it with "
-                              "`ray start --head` on the head node, or leave out --address for a local Ray. If `ray "
-                              "start` said token authentication is enabled, export RAY_AUTH_MODE=token here too") from None
+        raise OsteoInputError(
+            f"cannot connect to the Ray cluster at address {address} ({error}); start it with "
+            "`ray start --head` on the head node, or leave out address= for a local Ray. If `ray "
+            "start` said token authentication is enabled, export RAY_AUTH_MODE=token here too",
+            parameter="address",
+        ) from None
     return True
 
 
@@ -156,8 +178,11 @@ def _check_reachable(address: str | None) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as error:
-        raise OsteoInputError(f"no Ray cluster answers at --address {address} ({error}); start one with "
-                              "`ray start --head` there, or use --address auto on a node of the cluster") from None
+        raise OsteoInputError(
+            f"no Ray cluster answers at address {address} ({error}); start one with "
+            "`ray start --head` there, or use address=auto on a node of the cluster",
+            parameter="address",
+        ) from None
 
 
 def _describe(ray: Any) -> str:
@@ -185,25 +210,31 @@ def _unwrap(ray: Any, error: Exception, fit_id: str) -> Exception:
     cause = getattr(error, "cause", None)
     if isinstance(cause, OsteoInputError):
         return OsteoInputError(f"fit {fit_id}: {cause}")
-    if isinstance(error, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                          ray.exceptions.OutOfMemoryError)):
+    if isinstance(
+        error, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError)
+    ):
         return OsteoInputError(
             f"fit {fit_id}: its Ray worker died on every attempt ({type(error).__name__}); often memory: give each "
-            f"fit a larger share (--gpus-per-fit, --cpus-per-fit) or a smaller batch, or raise --max-retries. Finished "
-            f"fits are kept: rerun the same command to resume.\n{error}")
+            f"fit a larger share (gpus_per_fit=, cpus_per_fit=) or a smaller batch, or raise max_retries=. Finished "
+            f"fits are kept: rerun the same command to resume.\n{error}"
+        )
     return error
 
 
-def _fit_task(config, out: Path, manifest: Path, fit, cohort, manifest_config, verbose, fit_function,
-              cpus: float) -> tuple[dict, bool]:
-    """One fit in a Ray worker: checks the shared folder, sets up TensorFlow, calls runner.run_fit."""
+def _fit_task(
+    config, out: Path, manifest: Path, fit, cohort, manifest_config, verbose, fit_function, cpus: float
+) -> tuple[dict, bool]:
+    """One fit in a Ray worker: checks the shared folder, sets up TensorFlow, calls fits.run_fit."""
     if not (out / "experiment.yaml").is_file():
-        raise OsteoInputError(f"{out} is not visible on Ray node {socket.gethostname()}: the experiment folder must be "
-                              "on a file system every node mounts at the same path")
+        raise OsteoInputError(
+            f"{out} is not visible on Ray node {socket.gethostname()}: the experiment folder must be "
+            "on a file system every node mounts at the same path"
+        )
     _setup_tensorflow(cpus)
-    from osteo_tf.experiments.runner import run_fit
 
-    return run_fit(config, out, manifest, fit, cohort, manifest_config, verbose, fit_function)
+    return run_fit(
+        config, out, manifest, fit, cohort, manifest_config=manifest_config, verbose=verbose, fit_function=fit_function
+    )
 
 
 def _setup_tensorflow(cpus: float) -> None:

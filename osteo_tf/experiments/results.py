@@ -14,10 +14,36 @@ import pandas as pd
 
 from osteo_tf.errors import OsteoInputError
 
+__all__ = [
+    "RECORD_KEYS",
+    "REQUIRED_KEYS",
+    "RESULTS",
+    "SCALAR_KEYS",
+    "fit_id",
+    "read_records",
+    "read_results",
+    "record_path",
+]
+
 RESULTS = "results"
 RECORD_KEYS = (
-    "fit_id", "config_hash", "experiment", "backbone", "mode", "fusion", "model", "repeat", "fold", "seed", "metrics",
-    "test_predictions", "seconds", "epochs_run", "best_epoch", "run_dir", "finished_at",
+    "fit_id",
+    "config_hash",
+    "experiment",
+    "backbone",
+    "mode",
+    "fusion",
+    "model",
+    "repeat",
+    "fold",
+    "seed",
+    "metrics",
+    "test_predictions",
+    "seconds",
+    "epochs_run",
+    "best_epoch",
+    "run_dir",
+    "finished_at",
 )
 SCALAR_KEYS = tuple(k for k in RECORD_KEYS if k not in ("metrics", "test_predictions"))
 # What a reader cannot do without; a record lacking one is refused, naming its file.
@@ -43,7 +69,9 @@ def read_records(out: str | Path) -> list[dict]:
         try:
             record = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise OsteoInputError(f"result record {path} is not valid JSON ({error}); delete it to rerun that fit") from None
+            raise OsteoInputError(
+                f"result record {path} is not valid JSON ({error}); delete it to rerun that fit"
+            ) from None
         _check_record(path, record)
         records.append(record)
     return records
@@ -54,8 +82,12 @@ def _check_record(path: Path, record: dict) -> None:
 
     missing = [key for key in REQUIRED_KEYS if key not in record]
     metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
-    missing += [f"metrics.{split}.{name}" for split in ("test",) for name in METRIC_NAMES
-                if name not in (metrics.get(split) or {})]
+    missing += [
+        f"metrics.{split}.{name}"
+        for split in ("test",)
+        for name in METRIC_NAMES
+        if name not in (metrics.get(split) or {})
+    ]
     if missing:
         raise OsteoInputError(f"{path} lacks {', '.join(missing)}; it is not a result record of `osteo experiment`")
 
@@ -82,8 +114,10 @@ def read_results(out: str | Path) -> pd.DataFrame:
         rows.append(row)
     hashes = sorted({row["config_hash"] for row in rows})
     if len(hashes) > 1:
-        raise OsteoInputError(f"{Path(out) / RESULTS} mixes records of {len(hashes)} configs {hashes}; "
-                              "rerun with --force into a fresh folder")
+        raise OsteoInputError(
+            f"{Path(out) / RESULTS} mixes records of {len(hashes)} configs {hashes}; "
+            "rerun with --force into a fresh folder"
+        )
     if not rows:
         from osteo_tf.evaluation.metrics import METRIC_NAMES
 

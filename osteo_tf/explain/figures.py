@@ -19,10 +19,26 @@ from matplotlib.figure import Figure
 
 from osteo_tf.io import atomic_path
 
+__all__ = [
+    "CAM_COLORMAP",
+    "CAM_NAMES",
+    "OVERLAY_ALPHA",
+    "TARGET_NAMES",
+    "class_name",
+    "Example",
+    "plot_explanation",
+    "plot_grid",
+    "title_of",
+]
+
 CAM_COLORMAP = "jet"
 OVERLAY_ALPHA = 0.45
 CAM_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
-TARGET_NAMES = {"osteoporosis": "osteoporosis", "non_osteoporosis": "non-osteoporosis", "predicted": "the predicted class"}
+TARGET_NAMES = {
+    "osteoporosis": "osteoporosis",
+    "non_osteoporosis": "non-osteoporosis",
+    "predicted": "the predicted class",
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,7 @@ def class_name(label: int | None) -> str:
 
 
 def title_of(example: Example) -> str:
-    """"p(osteoporosis) 0.83 · true: osteoporosis" and, on a second line, the covariates."""
+    """ "p(osteoporosis) 0.83 · true: osteoporosis" and, on a second line, the covariates."""
     first = f"p(osteoporosis) = {example.probability:.3f}"
     if example.label is not None:
         first += f" · true: {class_name(example.label)}"
@@ -77,7 +93,9 @@ def _draw_row(figure: Figure, axes, example: Example, cam_method: str, colorbar:
         figure.colorbar(heat, ax=axes[1], fraction=0.046, pad=0.04, label=f"{CAM_NAMES[cam_method]} (relative)")
 
 
-def plot_explanation(example: Example, path: str | Path, cam_method: str = "gradcam", target: str = "osteoporosis") -> Path:
+def plot_explanation(
+    example: Example, path: str | Path, cam_method: str = "gradcam", *, target: str = "osteoporosis"
+) -> Path:
     """The three panels of one image with its title; writes a PNG atomically, returns its path.
 
     target: the class whose score the maps explain (named in the panel titles)."""
@@ -91,8 +109,14 @@ def plot_explanation(example: Example, path: str | Path, cam_method: str = "grad
     return _save(figure, path)
 
 
-def plot_grid(examples: list[Example], path: str | Path, cam_method: str = "gradcam", threshold: float = 0.5,
-              target: str = "osteoporosis") -> Path:
+def plot_grid(
+    examples: list[Example],
+    path: str | Path,
+    cam_method: str = "gradcam",
+    *,
+    threshold: float = 0.5,
+    target: str = "osteoporosis",
+) -> Path:
     """Osteoporosis examples (left) beside non-osteoporosis ones (right), one row each.
 
     Examples are grouped by ``label``; an example without one by its prediction
@@ -101,13 +125,17 @@ def plot_grid(examples: list[Example], path: str | Path, cam_method: str = "grad
     groups = {1: [], 0: []}
     for example in examples:
         groups[example.label if example.label is not None else int(example.probability >= threshold)].append(example)
-    by = "true label" if all(e.label is not None for e in examples) else f"true label, else prediction (p ≥ {threshold:g})"
+    by = (
+        "true label"
+        if all(e.label is not None for e in examples)
+        else f"true label, else prediction (p ≥ {threshold:g})"
+    )
     rows = max(1, len(groups[1]), len(groups[0]))
     figure = Figure(figsize=(13, 2.3 * rows + 0.9), dpi=100, layout="constrained")
     axes = np.asarray(figure.subplots(rows, 6, squeeze=False))
     for block, label in enumerate((1, 0)):
         for row in range(rows):
-            cells = axes[row, 3 * block:3 * block + 3]
+            cells = axes[row, 3 * block : 3 * block + 3]
             if row >= len(groups[label]):
                 for axis in cells:
                     axis.axis("off")
@@ -116,14 +144,17 @@ def plot_grid(examples: list[Example], path: str | Path, cam_method: str = "grad
             _draw_row(figure, cells, example, cam_method, colorbar=False)
             cells[0].set_ylabel(f"p = {example.probability:.2f}", fontsize=8)
             cells[0].set_title(example.name, fontsize=7)
-        for axis, header in zip(axes[0, 3 * block:3 * block + 3], ("", CAM_NAMES[cam_method], "Guided")):
+        for axis, header in zip(axes[0, 3 * block : 3 * block + 3], ("", CAM_NAMES[cam_method], "Guided")):
             if header:
                 axis.set_title(header, fontsize=9)
-    figure.suptitle(f"osteoporosis (left) vs non-osteoporosis (right), by {by}; maps for "
-                    f"{TARGET_NAMES[target]}", fontsize=11)
+    figure.suptitle(
+        f"osteoporosis (left) vs non-osteoporosis (right), by {by}; maps for {TARGET_NAMES[target]}", fontsize=11
+    )
     heat = axes[0, 1].images[-1] if axes[0, 1].images else None
     if heat is not None:
-        figure.colorbar(heat, ax=axes[:, -1].tolist(), fraction=0.05, pad=0.02, label=f"{CAM_NAMES[cam_method]} (relative)")
+        figure.colorbar(
+            heat, ax=axes[:, -1].tolist(), fraction=0.05, pad=0.02, label=f"{CAM_NAMES[cam_method]} (relative)"
+        )
     return _save(figure, path)
 
 

@@ -29,8 +29,9 @@ What is computed, and how:
 - **Guided Grad-CAM** = |guided backprop| × upsampled Grad-CAM (or Grad-CAM++), divided by
   its maximum.
 
-tf-keras-vis works on these models because they are built flat (DESIGN.md's shape rule):
-the feature layer is a layer of the model itself. Pure TensorFlow is fine here; the model
+tf-keras-vis works on these models because they are built flat (the backbone's layers are the
+model's own, never a nested model; :mod:`osteo_tf.models.backbones`): the feature layer is a
+layer of the model itself. Pure TensorFlow is fine here; the model
 code stays pure Keras.
 """
 
@@ -50,10 +51,12 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.explain.guided import GuidedBackprop
 from osteo_tf.models.backbones import REGISTRY, BackboneSpec, get_backbone_spec, normalize_images
+from osteo_tf.vocabulary import CAM_METHODS, CAM_TARGETS
 
-METHODS = ("gradcam", "gradcam++", "guided_gradcam")
-CAM_METHODS = ("gradcam", "gradcam++")
-TARGETS = ("osteoporosis", "non_osteoporosis", "predicted")
+__all__ = ["CAM_METHODS", "METHODS", "TARGETS", "backbone_of", "Explainer", "explainer_for", "Explanation", "gradcam"]
+
+METHODS = (*CAM_METHODS, "guided_gradcam")
+TARGETS = CAM_TARGETS
 
 
 @dataclass(frozen=True)
@@ -89,16 +92,20 @@ class Explainer:
     def __init__(self, model: keras.Model, backbone: str | None = None, layer: str | None = None) -> None:
         names = {t.name for t in model.inputs}
         if "image" not in names:
-            raise OsteoInputError(f"model {model.name} takes no image (inputs {sorted(names)}); "
-                                  "Grad-CAM needs an image-only or ensemble model")
+            raise OsteoInputError(
+                f"model {model.name} takes no image (inputs {sorted(names)}); "
+                "Grad-CAM needs an image-only or ensemble model"
+            )
         self.model = model
         self.spec: BackboneSpec = get_backbone_spec(backbone or backbone_of(model))
         self.layer = layer or self.spec.feature_layer
         try:
             model.get_layer(self.layer)
         except ValueError:
-            raise OsteoInputError(f"model {model.name} has no layer '{self.layer}'; is it a {self.spec.name} "
-                                  "model built flat by build_model?") from None
+            raise OsteoInputError(
+                f"model {model.name} has no layer '{self.layer}'; is it a {self.spec.name} "
+                "model built flat by build_model?"
+            ) from None
         self.covariate_dim = next((t.shape[-1] for t in model.inputs if t.name == "covariates"), None)
         # The same layers, taking a list in ``model.inputs`` order: tf-keras-vis calls its
         # models with a list, which a dict-input Keras 3 model refuses.
@@ -110,8 +117,14 @@ class Explainer:
         self._linear = linear
         self._guided = Saliency(listed, model_modifier=[GuidedBackprop(), ReplaceToLinear()], clone=True)
 
-    def explain(self, images: np.ndarray, covariates: np.ndarray | None = None, cam_method: str = "gradcam",
-                target: str = "osteoporosis") -> Explanation:
+    def explain(
+        self,
+        images: np.ndarray,
+        covariates: np.ndarray | None = None,
+        cam_method: str = "gradcam",
+        *,
+        target: str = "osteoporosis",
+    ) -> Explanation:
         """All maps for a batch: images (n, h, w, 3) or (n, h, w) in [0, 255], as
         :func:`osteo_tf.data.pipeline.load_image` returns them (normalisation is applied
         here); covariates (n, k) encoded by the run's encoder (ensemble only)."""
@@ -123,14 +136,25 @@ class Explainer:
         size = seeds[self._image_index].shape[1:3]
         logit = self._linear(seeds, training=False)[:, 0]
         score = _score(target)
-        cam = self._cams[cam_method](score, seeds, penultimate_layer=self.layer, seek_penultimate_conv_layer=False,
-                                     expand_cam=False, normalize_cam=False)
-        cam = _unit_max(tf.image.resize(np.asarray(cam, np.float32)[..., None], size, method="bilinear")[..., 0].numpy())
+        cam = self._cams[cam_method](
+            score,
+            seeds,
+            penultimate_layer=self.layer,
+            seek_penultimate_conv_layer=False,
+            expand_cam=False,
+            normalize_cam=False,
+        )
+        cam = _unit_max(
+            tf.image.resize(np.asarray(cam, np.float32)[..., None], size, method="bilinear")[..., 0].numpy()
+        )
         gradients = self._guided(score, seeds, keepdims=True, gradient_modifier=None, normalize_map=False)
         guided = np.abs(self._to_pixels(np.asarray(gradients[self._image_index], np.float32)))
         return Explanation(
-            probability=tf.sigmoid(logit).numpy().astype(np.float64), cam=cam, guided=_unit_max(guided),
-            guided_gradcam=_unit_max(guided * cam), cam_method=cam_method,
+            probability=tf.sigmoid(logit).numpy().astype(np.float64),
+            cam=cam,
+            guided=_unit_max(guided),
+            guided_gradcam=_unit_max(guided * cam),
+            cam_method=cam_method,
         )
 
     @property
@@ -147,21 +171,29 @@ class Explainer:
         images = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
         expected = tuple(self.model.inputs[self._image_index].shape[1:3])
         if None not in expected and images.shape[1:3] != expected:
-            raise OsteoInputError(f"images are {images.shape[1]}×{images.shape[2]} px but the model takes "
-                                  f"{expected[0]}×{expected[1]}; load them with the run's image size")
+            raise OsteoInputError(
+                f"images are {images.shape[1]}×{images.shape[2]} px but the model takes "
+                f"{expected[0]}×{expected[1]}; load them with the run's image size"
+            )
         values = {"image": np.asarray(normalize_images(images, self.spec), np.float32)}
         if self.covariate_dim is not None:
             if covariates is None:
                 raise OsteoInputError(f"model {self.model.name} is an ensemble: pass the patient's encoded covariates")
             covariates = np.asarray(covariates, dtype=np.float32).reshape(len(images), -1)
             if covariates.shape[1] != self.covariate_dim:
-                raise OsteoInputError(f"covariates have {covariates.shape[1]} values; the model takes {self.covariate_dim}")
+                raise OsteoInputError(
+                    f"covariates have {covariates.shape[1]} values; the model takes {self.covariate_dim}"
+                )
             values["covariates"] = covariates
         return [tf.constant(values[t.name]) for t in self.model.inputs]
 
     def _to_pixels(self, gradients: np.ndarray) -> np.ndarray:
         """d score / d normalised input (n, h, w, 3) → d score / d grayscale [0, 255] pixel (n, h, w)."""
-        std = np.ones(3, np.float32) if self.spec.normalization is None else np.asarray(self.spec.normalization[1], np.float32)
+        std = (
+            np.ones(3, np.float32)
+            if self.spec.normalization is None
+            else np.asarray(self.spec.normalization[1], np.float32)
+        )
         return (gradients / std).sum(axis=-1)
 
 
@@ -200,8 +232,15 @@ def explainer_for(model: keras.Model, backbone: str | None = None) -> Explainer:
     return _cache[1]
 
 
-def gradcam(model: keras.Model, image: np.ndarray, covariates: np.ndarray | None = None, method: str = "gradcam",
-            *, backbone: str | None = None, target: str = "osteoporosis") -> np.ndarray:
+def gradcam(
+    model: keras.Model,
+    image: np.ndarray,
+    covariates: np.ndarray | None = None,
+    *,
+    method: str = "gradcam",
+    backbone: str | None = None,
+    target: str = "osteoporosis",
+) -> np.ndarray:
     """One heat map, (h, w) float32 in [0, 1] at the input resolution.
 
     image: (h, w, 3) or (h, w) in [0, 255] at the model's input size, as
@@ -213,7 +252,9 @@ def gradcam(model: keras.Model, image: np.ndarray, covariates: np.ndarray | None
     if method not in METHODS:
         raise OsteoInputError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
     explanation = explainer_for(model, backbone).explain(
-        np.asarray(image)[None], None if covariates is None else np.asarray(covariates)[None],
-        cam_method="gradcam" if method == "guided_gradcam" else method, target=target,
+        np.asarray(image)[None],
+        None if covariates is None else np.asarray(covariates)[None],
+        cam_method="gradcam" if method == "guided_gradcam" else method,
+        target=target,
     )
     return explanation.map(method)[0]

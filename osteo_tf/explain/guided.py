@@ -28,6 +28,8 @@ import keras
 import tensorflow as tf
 from tf_keras_vis.utils.model_modifiers import GuidedBackpropagation
 
+__all__ = ["guided_relu_call", "guided_swish", "GuidedBackprop"]
+
 
 def _gate(x: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
     """The guided mask: 1 where the input and the incoming gradient are both positive."""

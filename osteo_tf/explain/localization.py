@@ -21,6 +21,8 @@ from osteo_tf.data.images import read_image
 from osteo_tf.data.pipeline import rois_of
 from osteo_tf.errors import OsteoInputError
 
+__all__ = ["load_masks", "mass_inside"]
+
 
 def mass_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Fraction of each map's mass inside its mask; (n, h, w) maps ≥ 0 and boolean masks → (n,).
@@ -36,7 +38,7 @@ def mass_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.where(total > 0, inside / np.where(total > 0, total, 1.0), share)
 
 
-def load_masks(rows: pd.DataFrame, manifest: str | Path, image_size: int, column: str = "mask") -> np.ndarray:
+def load_masks(rows: pd.DataFrame, manifest: str | Path, image_size: int, *, column: str = "mask") -> np.ndarray:
     """(n, size, size) boolean masks of the rows, read and cropped/resized like their images.
 
     ``column`` holds each mask's path, relative to the manifest's folder unless absolute (the
@@ -47,10 +49,16 @@ def load_masks(rows: pd.DataFrame, manifest: str | Path, image_size: int, column
     """
     folder = Path(manifest).parent
     if column not in rows:
-        raise OsteoInputError(f"manifest {manifest} has no column '{column}' (the region masks to score the maps against)")
+        raise OsteoInputError(
+            f"manifest {manifest} has no column '{column}' (the region masks to score the maps against)"
+        )
     masks = []
     for (_, row), box in zip(rows.iterrows(), rois_of(rows)):
-        where = f"manifest {manifest}, line {row['line']}" if "line" in row and not pd.isna(row["line"]) else f"image {row['image']}"
+        where = (
+            f"manifest {manifest}, line {row['line']}"
+            if "line" in row and not pd.isna(row["line"])
+            else f"image {row['image']}"
+        )
         cell = row[column]
         if pd.isna(cell) or not str(cell).strip():
             raise OsteoInputError(f"{where}: column '{column}' is empty; every explained image needs its mask")
@@ -61,8 +69,10 @@ def load_masks(rows: pd.DataFrame, manifest: str | Path, image_size: int, column
         except OsteoInputError as error:
             raise OsteoInputError(f"{where}, column '{column}': {error}") from None
         if mask_size != image_size_px:
-            raise OsteoInputError(f"{where}, column '{column}': mask {path} is {mask_size[0]}×{mask_size[1]} px but its "
-                                  f"image is {image_size_px[0]}×{image_size_px[1]}; a mask must match its image")
+            raise OsteoInputError(
+                f"{where}, column '{column}': mask {path} is {mask_size[0]}×{mask_size[1]} px but its "
+                f"image is {image_size_px[0]}×{image_size_px[1]}; a mask must match its image"
+            )
         roi = None if box[0] < 0 else tuple(int(v) for v in box)
         mask = read_image(path, roi) > 0
         if not mask.any():

@@ -12,14 +12,39 @@ import keras
 
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.models.backbones import REGISTRY, BackboneSpec, build_backbone, get_backbone_spec, normalize_images
-from osteo_tf.models.heads import (balanced_covariates, balanced_image, covariate_encoder, covariate_input, fusion_head,
-                                   image_features, single_head)
+from osteo_tf.models.heads import (
+    balanced_covariates,
+    balanced_image,
+    covariate_encoder,
+    covariate_input,
+    fusion_head,
+    image_features,
+    single_head,
+)
 from osteo_tf.models.layers import CovariateWithholding
-from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES, OUTPUTS_WITH_AUX, model_label, uses_covariates, uses_images
+from osteo_tf.vocabulary import (
+    DEFAULT_FUSION,
+    FUSIONS,
+    MODES,
+    OUTPUTS_WITH_AUX,
+    model_label,
+    uses_covariates,
+    uses_images,
+)
 
 __all__ = [
-    "OUTPUTS_WITH_AUX", "FUSIONS", "MODES", "REGISTRY", "BackboneSpec", "build_backbone", "build_model", "get_backbone_spec",
-    "inference_model", "normalize_images", "uses_images", "uses_covariates",
+    "OUTPUTS_WITH_AUX",
+    "FUSIONS",
+    "MODES",
+    "REGISTRY",
+    "BackboneSpec",
+    "build_backbone",
+    "build_model",
+    "get_backbone_spec",
+    "inference_model",
+    "normalize_images",
+    "uses_images",
+    "uses_covariates",
 ]
 
 
@@ -27,6 +52,7 @@ def build_model(
     backbone: str = "resnet18",
     mode: str = "ensemble",
     image_size: int | None = None,
+    *,
     covariate_dim: int = 6,
     weights: str | Path | None = None,
     fusion: str = DEFAULT_FUSION,
@@ -56,6 +82,21 @@ def build_model(
         probability of osteoporosis (a dict with ``aux_outputs``). The backbone's own layers
         are the model's: Grad-CAM reaches the last feature map by name
         (``get_backbone_spec(backbone).feature_layer``).
+
+    Raises:
+        OsteoInputError: an unknown backbone, mode or fusion, covariates without a
+            dimension, auxiliary outputs for a single-input model, a weights file that does
+            not fit.
+
+    Example::
+
+        >>> import numpy as np
+        >>> model = build_model("resnet18", "ensemble", 32, covariate_dim=6)
+        >>> sorted(model.input)
+        ['covariates', 'image']
+        >>> inputs = {"image": np.zeros((2, 32, 32, 3), "float32"), "covariates": np.zeros((2, 6), "float32")}
+        >>> tuple(model(inputs).shape)
+        (2, 1)
     """
     if mode not in MODES:
         raise OsteoInputError(f"unknown mode '{mode}'; choose one of: {', '.join(MODES)}")

@@ -15,7 +15,8 @@ efficientnet_b0…7  keras.applications          224…  0.01   top_activation  
 
 Every builder returns a functional ``keras.Model`` whose input takes (batch, size, size, 3)
 images and whose output is the last feature map (batch, h, w, channels); the fusion heads
-are built flat on those two tensors (DESIGN.md's shape rule).
+are built flat on those two tensors (no nested models, so Grad-CAM reaches the feature layer
+by name in the full model).
 
 Image scale: the pipeline hands images as float32 in [0, 255]. EfficientNet
 (``keras.applications``) rescales and normalises inside the network; ResNet and GoogLeNet
@@ -32,151 +33,77 @@ Pure Keras 3: no TensorFlow here, so the registry also builds on the JAX backend
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import keras
-import numpy as np
 
+from osteo_tf.data.images import normalize_pixels
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.vocabulary import BACKBONES, GOOGLENET_SHA256_PREFIX, RESNET_BLOCKS, BackboneSpec, get_backbone_spec
 
-# torchvision's ImageNet statistics, in [0, 255] pixel units.
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-IMAGENET_CLASSES = 1000
+__all__ = [
+    "REGISTRY",
+    "BackboneSpec",
+    "build_backbone",
+    "convert_torchvision",
+    "get_backbone_spec",
+    "normalize_images",
+    "registry_lines",
+    "registry_table",
+]
 
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """Everything the rest of the code needs to know about one backbone.
-
-    build: ``build(image_size, source=None)`` → model; ``source`` is a weights handle from
-    ``weights_sources`` (None → random initialisation). image_size: the paper's input size
-    in pixels (square). learning_rate: the papers' SGD rate for this family. feature_layer:
-    name of the layer whose output is the last feature map (Grad-CAM target).
-    normalization: (mean, std) per channel in [0, 255] units applied before the network, or
-    None when the network normalises itself. weights_sources: ImageNet weight sources,
-    name → handle, the first being the default of ``weights="imagenet"``. imagenet_params:
-    trainable parameters with torchvision's 1000-class head (its published count).
-    feature_channels: channels of the last feature map. min_image_size: smallest input side
-    in pixels the tests build at.
-    """
-
-    name: str
-    family: str
-    build: Callable[..., keras.Model]
-    image_size: int
-    learning_rate: float
-    feature_layer: str
-    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None
-    weights_sources: dict[str, str]
-    imagenet_params: int
-    feature_channels: int
-    min_image_size: int = 32
-
-    @property
-    def default_weights(self) -> str:
-        """Name of the default ImageNet weight source (the first listed)."""
-        return next(iter(self.weights_sources))
-
-    @property
-    def weights_source(self) -> str:
-        """Handle of the default ImageNet weight source."""
-        return self.weights_sources[self.default_weights]
-
-    @property
-    def backbone_params(self) -> int:
-        """Trainable parameters of the backbone alone (no classifier)."""
-        return self.imagenet_params - (self.feature_channels + 1) * IMAGENET_CLASSES
+#: The backbone table (:data:`osteo_tf.vocabulary.BACKBONES`) under the name the model code uses.
+REGISTRY = BACKBONES
 
 
-def _efficientnet(variant: str) -> Callable[..., keras.Model]:
-    def build(image_size: int, source: str | None = None) -> keras.Model:
-        constructor = getattr(keras.applications, f"EfficientNet{variant}")
-        return constructor(include_top=False, weights=source, input_shape=(image_size, image_size, 3))
-
-    return build
+def _efficientnet(spec: BackboneSpec, image_size: int, source: str | None = None) -> keras.Model:
+    constructor = getattr(keras.applications, f"EfficientNet{spec.name.rpartition('_')[2].upper()}")
+    return constructor(include_top=False, weights=source, input_shape=(image_size, image_size, 3))
 
 
-def _resnet(depth: int) -> Callable[..., keras.Model]:
-    blocks = RESNET_BLOCKS[depth]
-    block_type = "basic_block" if depth < 50 else "bottleneck_block"
+def _resnet(spec: BackboneSpec, image_size: int, source: str | None = None) -> keras.Model:
+    import keras_hub  # ~3 s to import; only when a ResNet is built
 
-    def build(image_size: int, source: str | None = None) -> keras.Model:
-        import keras_hub  # ~3 s to import; only when a ResNet is built
+    depth = int(spec.name.removeprefix("resnet"))
+    shape = (image_size, image_size, 3)
+    if source is not None:
+        return keras_hub.models.ResNetBackbone.from_preset(source, image_shape=shape)
+    # torchvision's shape: 7×7 stem, no conv bias, BatchNorm eps 1e-5, post-activation.
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=list(RESNET_BLOCKS[depth]),
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block" if depth < 50 else "bottleneck_block",
+        use_pre_activation=False,
+        image_shape=shape,
+    )
 
-        shape = (image_size, image_size, 3)
-        if source is not None:
-            return keras_hub.models.ResNetBackbone.from_preset(source, image_shape=shape)
-        # torchvision's shape: 7×7 stem, no conv bias, BatchNorm eps 1e-5, post-activation.
-        return keras_hub.models.ResNetBackbone(
-            input_conv_filters=[64], input_conv_kernel_sizes=[7],
-            stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=blocks,
-            stackwise_num_strides=[1, 2, 2, 2], block_type=block_type,
-            use_pre_activation=False, image_shape=shape,
-        )
 
-    return build
-
-
-def _googlenet(image_size: int, source: str | None = None) -> keras.Model:
+def _googlenet(spec: BackboneSpec, image_size: int, source: str | None = None) -> keras.Model:
     from osteo_tf.models.googlenet import GoogLeNet
 
-    weights = None
-    if source is not None:
-        from osteo_tf.models.convert import torchvision_imagenet_weights
-
-        weights = torchvision_imagenet_weights("googlenet", source)
     # transform_input: the registry's input is ImageNet-normalised, as for torchvision's
     # pretrained GoogLeNet, whose weights expect the [-1, 1] scale this first layer makes.
-    return GoogLeNet(include_top=False, weights=weights, input_shape=(image_size, image_size, 3),
-                     transform_input=True)
+    model = GoogLeNet(include_top=False, weights=None, input_shape=(image_size, image_size, 3), transform_input=True)
+    if source is not None:
+        model.load_weights(_torchvision_imagenet_weights(spec.name, source))
+    return model
 
 
-RESNET_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 152: [3, 8, 36, 3]}
-# torchvision's published parameter counts (1000-class head included).
-RESNET_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 152: 60_192_808}
-# keras-hub's own ImageNet presets of the same network (it has none for ResNet-34).
-KERAS_HUB_RESNET_PRESETS = {18: "resnet_18_imagenet", 50: "resnet_50_imagenet", 152: "resnet_152_imagenet"}
-# variant: (paper / keras size in px, torchvision params, feature channels)
-EFFICIENTNETS = {
-    "b0": (224, 5_288_548, 1280), "b1": (240, 7_794_184, 1280), "b2": (260, 9_109_994, 1408),
-    "b3": (300, 12_233_232, 1536), "b4": (380, 19_341_616, 1792), "b5": (456, 30_389_784, 2048),
-    "b6": (528, 43_040_704, 2304), "b7": (600, 66_347_960, 2560),
+#: family → builder ``(spec, image_size, source=None) → keras.Model`` (``source``: a handle
+#: from ``spec.weights_sources``; None → random initialisation).
+BUILDERS: dict[str, Callable[..., keras.Model]] = {
+    "resnet": _resnet,
+    "googlenet": _googlenet,
+    "efficientnet": _efficientnet,
 }
-GOOGLENET_URL = "https://download.pytorch.org/models/googlenet-1378be20.pth"
-
-REGISTRY: dict[str, BackboneSpec] = {}
-for _depth in (18, 34, 50, 152):
-    _sources = {"torchvision": f"hf://timm/resnet{_depth}.tv_in1k"}
-    if _depth in KERAS_HUB_RESNET_PRESETS:
-        _sources["keras-hub"] = KERAS_HUB_RESNET_PRESETS[_depth]
-    REGISTRY[f"resnet{_depth}"] = BackboneSpec(
-        name=f"resnet{_depth}", family="resnet", build=_resnet(_depth), image_size=224,
-        learning_rate=0.001, feature_layer=f"stack3_block{RESNET_BLOCKS[_depth][-1] - 1}_out",
-        normalization=(IMAGENET_MEAN, IMAGENET_STD), weights_sources=_sources,
-        imagenet_params=RESNET_PARAMS[_depth], feature_channels=512 if _depth < 50 else 2048,
-    )
-REGISTRY["googlenet"] = BackboneSpec(
-    name="googlenet", family="googlenet", build=_googlenet, image_size=224, learning_rate=0.001,
-    feature_layer="inception5b", normalization=(IMAGENET_MEAN, IMAGENET_STD),
-    weights_sources={"torchvision": GOOGLENET_URL}, imagenet_params=6_624_904, feature_channels=1024,
-)
-for _variant, (_size, _params, _channels) in EFFICIENTNETS.items():
-    REGISTRY[f"efficientnet_{_variant}"] = BackboneSpec(
-        name=f"efficientnet_{_variant}", family="efficientnet", build=_efficientnet(_variant.upper()),
-        image_size=_size, learning_rate=0.01, feature_layer="top_activation", normalization=None,
-        weights_sources={"keras-applications": "imagenet"}, imagenet_params=_params, feature_channels=_channels,
-    )
 
 
-def get_backbone_spec(name: str) -> BackboneSpec:
-    """Looks a backbone up by name; an unknown name is an error listing the known ones."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise OsteoInputError(f"unknown backbone '{name}'; choose one of: {', '.join(sorted(REGISTRY))}") from None
+def _build(spec: BackboneSpec, image_size: int, source: str | None = None) -> keras.Model:
+    return BUILDERS[spec.family](spec, image_size, source)
 
 
 def build_backbone(name: str, image_size: int | None = None, weights: str | Path | None = None) -> keras.Model:
@@ -191,19 +118,23 @@ def build_backbone(name: str, image_size: int | None = None, weights: str | Path
     spec = get_backbone_spec(name)
     size = image_size or spec.image_size
     if weights is None or str(weights).lower() == "none":
-        return spec.build(size)
+        return _build(spec, size)
     text = str(weights)
     if text.lower() == "imagenet" or text.lower().startswith("imagenet:"):
         source = text.partition(":")[2] or spec.default_weights
         if source not in spec.weights_sources:
-            raise OsteoInputError(f"{name} has no ImageNet weight source '{source}'; choose one of: "
-                                  + ", ".join(f"imagenet:{s}" for s in spec.weights_sources))
+            raise OsteoInputError(
+                f"{name} has no ImageNet weight source '{source}'; choose one of: "
+                + ", ".join(f"imagenet:{s}" for s in spec.weights_sources)
+            )
         return _build_imagenet(spec, size, source)
     path = Path(weights)
     if not path.is_file():
-        raise OsteoInputError(f"weights file {path} does not exist; pass --weights none, imagenet or an existing .weights.h5 file")
+        raise OsteoInputError(
+            f"weights file {path} does not exist; pass weights=none, imagenet or an existing .weights.h5 file"
+        )
     _check_weights_tag(path, name)
-    backbone = spec.build(size)
+    backbone = _build(spec, size)
     try:
         backbone.load_weights(str(path))
     except Exception as error:  # Keras raises several types for a mismatched or corrupt file
@@ -214,14 +145,14 @@ def build_backbone(name: str, image_size: int | None = None, weights: str | Path
 def _build_imagenet(spec: BackboneSpec, size: int, source: str) -> keras.Model:
     handle = spec.weights_sources[source]
     try:
-        return spec.build(size, handle)
+        return _build(spec, size, handle)
     except OsteoInputError:
         raise
     except Exception as error:  # download errors come as URLError, ValueError, OSError, …
         raise OsteoInputError(
             f"ImageNet weights for {spec.name} could not be loaded from {handle} "
             f"({type(error).__name__}: {str(error)[:200]}). Without network access pass "
-            "--weights none (random initialisation) or --weights PATH to a .weights.h5 file."
+            "weights=none (random initialisation) or weights=PATH to a .weights.h5 file."
         ) from None
 
 
@@ -237,8 +168,10 @@ def _check_weights_tag(path: Path, name: str) -> None:
     except OSError as error:
         raise OsteoInputError(f"weights file {path} is not a Keras .weights.h5 (HDF5) file: {error}") from None
     if tagged is not None and str(tagged) != name:
-        raise OsteoInputError(f"weights file {path} holds {tagged} weights, not {name}; "
-                              f"use --backbone {tagged} or a file converted for {name}")
+        raise OsteoInputError(
+            f"weights file {path} holds {tagged} weights, not {name}; "
+            f"use backbone={tagged} or a file converted for {name}"
+        )
 
 
 def _mismatch(error: Exception) -> str:
@@ -252,19 +185,68 @@ def _mismatch(error: Exception) -> str:
     expected = re.search(r"expected (\d+) variables, but received (\d+)", text)
     if not (count and layer):
         return text.splitlines()[0][:300] if text else type(error).__name__
-    detail = (f"the model's variable has shape {shapes.group(1)}, the file's {shapes.group(2)}" if shapes else
-              f"it has {expected.group(1)} variables, the file {expected.group(2)}" if expected else "")
-    return (f"{count.group(1)} layers do not match, the first is '{layer.group(1)}'"
-            + (f" ({detail})" if detail else "")
-            + "; the file was saved from a different backbone or configuration")
+    detail = (
+        f"the model's variable has shape {shapes.group(1)}, the file's {shapes.group(2)}"
+        if shapes
+        else f"it has {expected.group(1)} variables, the file {expected.group(2)}"
+        if expected
+        else ""
+    )
+    return (
+        f"{count.group(1)} layers do not match, the first is '{layer.group(1)}'"
+        + (f" ({detail})" if detail else "")
+        + "; the file was saved from a different backbone or configuration"
+    )
 
 
 def normalize_images(images, spec: BackboneSpec):
     """Maps [0, 255] images (…, 3) to what the backbone expects (plain arithmetic: any backend)."""
-    if spec.normalization is None:
-        return images
-    mean, std = (np.asarray(v, dtype=np.float32) for v in spec.normalization)
-    return (images - mean) / std
+    return normalize_pixels(images, spec.normalization)
+
+
+def convert_torchvision(arch: str, source: str | Path, out: str | Path, *, image_size: int = 224):
+    """Converts torchvision checkpoint ``source`` (.pth) of ``arch`` to Keras ``out`` (.weights.h5).
+
+    Builds the registry's backbone (random) and hands it to
+    :func:`osteo_tf.models.convert.convert_checkpoint`. The file loads with
+    ``build_backbone(arch, any_size, weights=out)``; ``image_size`` only sets the size the
+    model is built at during conversion (weights do not depend on it).
+
+    Returns:
+        The :class:`osteo_tf.models.convert.ConversionReport`.
+
+    Raises:
+        OsteoInputError: ``arch`` not convertible, ``out`` not a ``.weights.h5`` name, or a
+            checkpoint that does not fit (the key and both shapes named).
+    """
+    from osteo_tf.models.convert import check_conversion, convert_checkpoint
+
+    check_conversion(arch, out)
+    return convert_checkpoint(build_backbone(arch, image_size), arch, source, out)
+
+
+def _torchvision_imagenet_weights(arch: str, url: str) -> Path:
+    """Downloads torchvision's ImageNet checkpoint ``url`` once and converts it once.
+
+    Both files stay in the Keras cache (``~/.keras/models``); later calls need neither the
+    network nor PyTorch. The download's SHA-256 must begin with the 8 hex digits torchvision
+    puts in the file name (torchvision's own check; its full hash is not published).
+    Returns the ``.weights.h5`` path.
+    """
+    import hashlib
+
+    checkpoint = Path(keras.utils.get_file(fname=url.rsplit("/", 1)[-1], origin=url, cache_subdir="models"))
+    converted = checkpoint.with_suffix(".weights.h5")  # googlenet-1378be20.weights.h5
+    if not converted.is_file():
+        digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+        if not digest.startswith(GOOGLENET_SHA256_PREFIX):
+            checkpoint.unlink()
+            raise OsteoInputError(
+                f"the download of {url} is corrupt (SHA-256 {digest[:8]}…, expected "
+                f"{GOOGLENET_SHA256_PREFIX}…); it was deleted, try again"
+            )
+        convert_torchvision(arch, checkpoint, converted)
+    return converted
 
 
 def registry_table() -> list[dict[str, object]]:
@@ -273,8 +255,38 @@ def registry_table() -> list[dict[str, object]]:
     Columns: name, params (trainable, torchvision's 1000-class head included), backbone
     params (no head), size (px), lr, feature layer, weights (source names; first = default).
     """
-    return [{
-        "name": s.name, "params": s.imagenet_params, "backbone_params": s.backbone_params,
-        "size": s.image_size, "lr": s.learning_rate, "feature_layer": s.feature_layer,
-        "weights": ", ".join(f"{k} ({v})" for k, v in s.weights_sources.items()),
-    } for s in REGISTRY.values()]
+    return [
+        {
+            "name": s.name,
+            "params": s.imagenet_params,
+            "backbone_params": s.backbone_params,
+            "size": s.image_size,
+            "lr": s.learning_rate,
+            "feature_layer": s.feature_layer,
+            "weights": ", ".join(f"{k} ({v})" for k, v in s.weights_sources.items()),
+        }
+        for s in REGISTRY.values()
+    ]
+
+
+def registry_lines() -> list[str]:
+    """:func:`registry_table` as aligned text columns, a header line first (``osteo backbones``).
+
+    Returns:
+        The header line, then one line per backbone; the last column (weights) is not padded.
+    """
+    header = ("name", "params", "backbone", "size", "LR", "feature layer", "ImageNet weights (first = default)")
+    table = [header] + [
+        (
+            r["name"],
+            f"{r['params']:,}",
+            f"{r['backbone_params']:,}",
+            str(r["size"]),
+            f"{r['lr']:g}",
+            r["feature_layer"],
+            r["weights"],
+        )
+        for r in registry_table()
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in table]

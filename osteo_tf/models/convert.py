@@ -29,9 +29,24 @@ import keras
 import numpy as np
 
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.models.backbones import build_backbone
+from osteo_tf.optional import optional_import
+from osteo_tf.vocabulary import CONVERTIBLE_BACKBONES
 
-ARCHITECTURES = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet152")
+__all__ = [
+    "ARCHITECTURES",
+    "H5_ARCH_ATTRIBUTE",
+    "assign_state_dict",
+    "check_conversion",
+    "ConversionReport",
+    "convert_checkpoint",
+    "export_state_dict",
+    "read_torch_checkpoint",
+    "save_weights",
+    "torch_module",
+    "weight_slots",
+]
+
+ARCHITECTURES = CONVERTIBLE_BACKBONES  # GoogLeNet and the ResNets (osteo_tf.vocabulary)
 H5_ARCH_ATTRIBUTE = "osteo_tf_backbone"  # written into converted files, checked on loading
 _LEFT_OUT = re.compile(r"^(fc|aux[12])\.|\.num_batches_tracked$")
 
@@ -48,9 +63,11 @@ class ConversionReport:
 
     def summary(self) -> str:
         heads = sorted({key.split(".")[0] for key in self.left_out if not key.endswith("num_batches_tracked")})
-        return (f"{self.arch}: {self.tensors} tensors from {self.source}"
-                + (f" → {self.out}" if self.out else "")
-                + (f"; left out: {', '.join(heads)}" if heads else ""))
+        return (
+            f"{self.arch}: {self.tensors} tensors from {self.source}"
+            + (f" → {self.out}" if self.out else "")
+            + (f"; left out: {', '.join(heads)}" if heads else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -116,8 +133,12 @@ def weight_slots(arch: str, model: keras.Model) -> list[_Slot]:
             continue
         module = torch_module(arch, layer.name)
         if isinstance(layer, keras.layers.BatchNormalization):
-            pairs = [("weight", layer.gamma), ("bias", layer.beta),
-                     ("running_mean", layer.moving_mean), ("running_var", layer.moving_variance)]
+            pairs = [
+                ("weight", layer.gamma),
+                ("bias", layer.beta),
+                ("running_mean", layer.moving_mean),
+                ("running_var", layer.moving_variance),
+            ]
             slots += [_Slot(f"{module}.{n}", layer.name, v, _same, _same) for n, v in pairs]
         elif isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
             slots.append(_Slot(f"{module}.weight", layer.name, layer.kernel, _conv_to_keras, _conv_to_torch))
@@ -125,16 +146,24 @@ def weight_slots(arch: str, model: keras.Model) -> list[_Slot]:
                 slots.append(_Slot(f"{module}.bias", layer.name, layer.bias, _same, _same))
         elif isinstance(layer, keras.layers.Dense):
             aux_fc1 = re.fullmatch(r"aux\d_fc1", layer.name) is not None
-            slots.append(_Slot(f"{module}.weight", layer.name, layer.kernel,
-                               _aux_fc1_to_keras if aux_fc1 else np.transpose,
-                               _aux_fc1_to_torch if aux_fc1 else np.transpose))
+            slots.append(
+                _Slot(
+                    f"{module}.weight",
+                    layer.name,
+                    layer.kernel,
+                    _aux_fc1_to_keras if aux_fc1 else np.transpose,
+                    _aux_fc1_to_torch if aux_fc1 else np.transpose,
+                )
+            )
             slots.append(_Slot(f"{module}.bias", layer.name, layer.bias, _same, _same))
         else:
             raise ValueError(f"layer '{layer.name}' ({type(layer).__name__}) has weights but no torchvision mapping")
     return slots
 
 
-def assign_state_dict(arch: str, model: keras.Model, state_dict: dict[str, np.ndarray], source: str = "state_dict") -> ConversionReport:
+def assign_state_dict(
+    arch: str, model: keras.Model, state_dict: dict[str, np.ndarray], *, source: str = "state_dict"
+) -> ConversionReport:
     """Copies a torchvision state_dict (numpy arrays, torch layout) into ``model``.
 
     Checks everything before assigning anything: a missing key, a wrong shape or an
@@ -146,10 +175,14 @@ def assign_state_dict(arch: str, model: keras.Model, state_dict: dict[str, np.nd
         if slot.layer in problems:
             continue
         if slot.key not in state_dict:
-            problems[slot.layer] = f"key '{slot.key}' for Keras layer '{slot.layer}' (shape {slot.torch_shape}) is missing"
+            problems[slot.layer] = (
+                f"key '{slot.key}' for Keras layer '{slot.layer}' (shape {slot.torch_shape}) is missing"
+            )
         elif tuple(np.shape(state_dict[slot.key])) != slot.torch_shape:
-            problems[slot.layer] = (f"key '{slot.key}' has shape {tuple(np.shape(state_dict[slot.key]))}, but Keras "
-                                    f"layer '{slot.layer}' needs {slot.torch_shape} (torch layout)")
+            problems[slot.layer] = (
+                f"key '{slot.key}' has shape {tuple(np.shape(state_dict[slot.key]))}, but Keras "
+                f"layer '{slot.layer}' needs {slot.torch_shape} (torch layout)"
+            )
     messages = list(problems.values())
     wanted = {slot.key for slot in slots}
     unexpected = [k for k in state_dict if k not in wanted and not _LEFT_OUT.search(k)]
@@ -157,8 +190,11 @@ def assign_state_dict(arch: str, model: keras.Model, state_dict: dict[str, np.nd
         messages.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(repr(k) for k in unexpected[:3])}")
     if messages:
         shown = "; ".join(messages[:3]) + (f"; and {len(messages) - 3} more" if len(messages) > 3 else "")
-        raise OsteoInputError(f"{source} does not match torchvision's {arch}: {shown}. "
-                              f"Is it a {arch} checkpoint? (--arch is one of {', '.join(ARCHITECTURES)})")
+        raise OsteoInputError(
+            f"{source} does not match torchvision's {arch}: {shown}. "
+            f"Is it a {arch} checkpoint? (arch is one of {', '.join(ARCHITECTURES)})",
+            parameter="arch",
+        )
     for slot in slots:
         slot.variable.assign(slot.to_keras(np.asarray(state_dict[slot.key], dtype=np.float32)))
     left_out = sorted(k for k in state_dict if k not in wanted)
@@ -179,45 +215,67 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise OsteoInputError(f"checkpoint {path} does not exist")
-    try:
-        import torch
-    except ImportError:
-        raise OsteoInputError(f"reading {path} needs PyTorch: pip install 'osteo_tf[torch]' "
-                              "(or convert on a machine that has it and copy the .weights.h5 file)") from None
+    torch = optional_import(
+        "torch", purpose=f"reading {path}", hint=" — or convert on a machine that has it and copy the .weights.h5 file"
+    )
     try:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and weights_only errors
-        raise OsteoInputError(f"cannot read {path} as a PyTorch state_dict ({type(error).__name__}: "
-                              f"{str(error)[:200]}); save one with torch.save(model.state_dict(), path)") from None
+        raise OsteoInputError(
+            f"cannot read {path} as a PyTorch state_dict ({type(error).__name__}: "
+            f"{str(error)[:200]}); save one with torch.save(model.state_dict(), path)"
+        ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(wrapper), dict):
             checkpoint = checkpoint[wrapper]
     if not isinstance(checkpoint, dict) or not any(torch.is_tensor(v) for v in checkpoint.values()):
-        raise OsteoInputError(f"{path} holds no state_dict of tensors; save one with torch.save(model.state_dict(), path)")
-    return {key.removeprefix("module."): (value.detach().float() if value.is_floating_point() else value).cpu().numpy()
-            for key, value in checkpoint.items() if torch.is_tensor(value)}
+        raise OsteoInputError(
+            f"{path} holds no state_dict of tensors; save one with torch.save(model.state_dict(), path)"
+        )
+    return {
+        key.removeprefix("module."): (value.detach().float() if value.is_floating_point() else value).cpu().numpy()
+        for key, value in checkpoint.items()
+        if torch.is_tensor(value)
+    }
 
 
-def convert_torchvision(arch: str, source: str | Path, out: str | Path, image_size: int = 224) -> ConversionReport:
-    """Converts torchvision checkpoint ``source`` (.pth) of ``arch`` to Keras ``out`` (.weights.h5).
-
-    The file loads with ``build_backbone(arch, any_size, weights=out)``; ``image_size`` only
-    sets the size the model is built at during conversion (weights do not depend on it).
-    """
+def check_conversion(arch: str, out: str | Path) -> None:
+    """Refuses an ``arch`` this module cannot convert, or an ``out`` that is not a ``.weights.h5`` name."""
     if arch not in ARCHITECTURES:
-        raise OsteoInputError(f"cannot convert '{arch}' from torchvision; --arch is one of {', '.join(ARCHITECTURES)}")
-    out = Path(out)
-    if not out.name.endswith(".weights.h5"):
-        raise OsteoInputError(f"--out {out} must end in .weights.h5 (the Keras weights format)")
+        raise OsteoInputError(
+            f"cannot convert '{arch}' from torchvision; arch is one of {', '.join(ARCHITECTURES)}", parameter="arch"
+        )
+    if not Path(out).name.endswith(".weights.h5"):
+        raise OsteoInputError(f"out {out} must end in .weights.h5 (the Keras weights format)", parameter="out")
+
+
+def convert_checkpoint(model: keras.Model, arch: str, source: str | Path, out: str | Path) -> ConversionReport:
+    """Loads torchvision checkpoint ``source`` (.pth) of ``arch`` into the built backbone ``model``
+    and saves it as Keras ``out`` (.weights.h5), tagged with ``arch``.
+
+    Args:
+        model: the registry's backbone of ``arch``, built (e.g. by
+            :func:`osteo_tf.models.backbones.build_backbone`); its weights are overwritten.
+        arch: one of :data:`ARCHITECTURES`.
+        source: the ``.pth`` file.
+        out: the ``.weights.h5`` file to write.
+
+    Returns:
+        What was copied and left out.
+
+    Raises:
+        OsteoInputError: as :func:`check_conversion`, :func:`read_torch_checkpoint` and
+            :func:`assign_state_dict`.
+    """
+    check_conversion(arch, out)
     state_dict = read_torch_checkpoint(source)
-    model = build_backbone(arch, image_size)
     report = assign_state_dict(arch, model, state_dict, source=str(source))
     save_weights(model, arch, out, source=f"torchvision:{Path(source).name}")
     report.out = str(out)
     return report
 
 
-def save_weights(model: keras.Model, arch: str, out: str | Path, source: str = "") -> Path:
+def save_weights(model: keras.Model, arch: str, out: str | Path, *, source: str = "") -> Path:
     """Saves ``model``'s weights to ``out`` (.weights.h5), tagged with the backbone name."""
     import h5py
 
@@ -228,16 +286,3 @@ def save_weights(model: keras.Model, arch: str, out: str | Path, source: str = "
         handle.attrs[H5_ARCH_ATTRIBUTE] = arch
         handle.attrs["osteo_tf_source"] = source
     return out
-
-
-def torchvision_imagenet_weights(arch: str, url: str) -> Path:
-    """Downloads torchvision's ImageNet checkpoint ``url`` once and converts it once.
-
-    Both files stay in the Keras cache (``~/.keras/models``); later calls need neither the
-    network nor PyTorch. Returns the ``.weights.h5`` path.
-    """
-    checkpoint = Path(keras.utils.get_file(fname=url.rsplit("/", 1)[-1], origin=url, cache_subdir="models"))
-    converted = checkpoint.with_suffix(".weights.h5")  # googlenet-1378be20.weights.h5
-    if not converted.is_file():
-        convert_torchvision(arch, checkpoint, converted)
-    return converted

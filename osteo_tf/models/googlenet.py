@@ -32,9 +32,21 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-# torchvision's ImageNet statistics in [0, 1] units, for transform_input.
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+from osteo_tf.vocabulary import IMAGENET_MEAN_UNIT as _MEAN
+from osteo_tf.vocabulary import IMAGENET_STD_UNIT as _STD
+
+__all__ = [
+    "BN_EPSILON",
+    "BN_MOMENTUM",
+    "FEATURE_LAYER",
+    "INCEPTION_BLOCKS",
+    "AdaptiveAveragePooling2D",
+    "conv_bn_relu",
+    "GoogLeNet",
+    "inception_aux",
+    "inception_block",
+    "max_pool_ceil",
+]
 
 # (name, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj), as in torchvision.
 INCEPTION_BLOCKS = {
@@ -57,6 +69,7 @@ def GoogLeNet(
     include_top: bool = True,
     weights: str | Path | None = None,
     input_shape: tuple[int | None, int | None, int] | None = None,
+    *,
     pooling: str | None = None,
     classes: int = 1000,
     classifier_activation: str | None = "softmax",
@@ -95,8 +108,9 @@ def GoogLeNet(
     x = inputs
     if transform_input:
         # torchvision: x_c * (std_c / 0.5) + (mean_c - 0.5) / 0.5
-        x = layers.Rescaling(scale=[s / 0.5 for s in _STD], offset=[(m - 0.5) / 0.5 for m in _MEAN],
-                             name="transform_input")(x)
+        x = layers.Rescaling(
+            scale=[s / 0.5 for s in _STD], offset=[(m - 0.5) / 0.5 for m in _MEAN], name="transform_input"
+        )(x)
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
     x = conv_bn_relu(x, 64, 7, strides=2, padding="valid", name="conv1")
     x = max_pool_ceil(x, 3, name="maxpool1")
@@ -130,14 +144,21 @@ def GoogLeNet(
     return model
 
 
-def conv_bn_relu(x, filters: int, kernel_size: int, strides: int = 1, padding: str = "same", name: str = ""):
+def conv_bn_relu(x, filters: int, kernel_size: int, *, strides: int = 1, padding: str = "same", name: str = ""):
     """torchvision's ``BasicConv2d``: (batch, h, w, c) → (batch, h', w', filters).
 
     ``padding="same"`` equals torch's ``padding=kernel_size // 2`` only at stride 1; the
     stride-2 stem pads explicitly and passes "valid".
     """
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False,
-                      kernel_initializer=_init(), name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer=_init(),
+        name=f"{name}_conv",
+    )(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 

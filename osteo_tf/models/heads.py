@@ -1,6 +1,7 @@
 """Task heads and fusion designs, built on tensors (not nested models) so the graph stays flat.
 
-The papers' ensemble (DESIGN.md): CNN features reshaped to 1-D, the covariates through a
+The papers' ensemble (Yamamoto et al. 2020; Sukegawa et al. 2022): CNN features reshaped to 1-D, the covariates
+through a
 two-layer perceptron, ``Concatenate``, fully connected layer(s), the probability; the
 image-only and covariates-only models are the same without the other branch
 (:func:`single_head`, exactly the papers'). What the papers leave open about joining the two
@@ -46,10 +47,20 @@ import keras
 from keras import layers
 
 from osteo_tf.models.layers import GradientScale
+from osteo_tf.vocabulary import COVARIATE_UNITS, FUSION_UNITS, IMAGE_DROPOUT
 
-COVARIATE_UNITS = (32, 32)
-FUSION_UNITS = 64
-IMAGE_DROPOUT = 0.5
+__all__ = [
+    "COVARIATE_LR_MULTIPLIER",
+    "FILM_INIT_STDDEV",
+    "balanced_covariates",
+    "balanced_image",
+    "covariate_encoder",
+    "covariate_input",
+    "fusion_head",
+    "image_features",
+    "single_head",
+]
+
 COVARIATE_LR_MULTIPLIER = 10.0
 FILM_INIT_STDDEV = 0.01  # FiLM starts near the identity modulation
 
@@ -100,7 +111,7 @@ def single_head(features, units: int = FUSION_UNITS):
     return _probability(layers.Dense(units, activation="relu", name="fusion_dense")(features))
 
 
-def fusion_head(image, covariates, fusion: str = "concat", aux: bool = False, units: int = FUSION_UNITS):
+def fusion_head(image, covariates, fusion: str = "concat", *, aux: bool = False, units: int = FUSION_UNITS):
     """Joins an ensemble's (batch, C) image and (batch, k) covariate features, as
     :func:`balanced_image` and :func:`balanced_covariates` return them, by ``fusion``.
 
@@ -115,15 +126,20 @@ def fusion_head(image, covariates, fusion: str = "concat", aux: bool = False, un
         image_logit = layers.Dense(1, dtype="float32", name="image_logit")(image)
         covariate_logit = layers.Dense(1, dtype="float32", name="covariate_logit")(covariates)
         logits = layers.Concatenate(name="fusion")([image_logit, covariate_logit])
-        outputs["probability"] = layers.Dense(1, activation="sigmoid", dtype="float32", name="probability",
-                                              kernel_initializer="ones")(logits)
+        outputs["probability"] = layers.Dense(
+            1, activation="sigmoid", dtype="float32", name="probability", kernel_initializer="ones"
+        )(logits)
         if aux:
             outputs["aux_image"] = layers.Activation("sigmoid", dtype="float32", name="aux_image")(image_logit)
-            outputs["aux_covariates"] = layers.Activation("sigmoid", dtype="float32", name="aux_covariates")(covariate_logit)
+            outputs["aux_covariates"] = layers.Activation("sigmoid", dtype="float32", name="aux_covariates")(
+                covariate_logit
+            )
             return outputs
     elif fusion == "film":
         channels = image.shape[-1]
-        scale = layers.Dense(channels, kernel_initializer=_film_init(), bias_initializer="ones", name="film_scale")(covariates)
+        scale = layers.Dense(channels, kernel_initializer=_film_init(), bias_initializer="ones", name="film_scale")(
+            covariates
+        )
         shift = layers.Dense(channels, kernel_initializer=_film_init(), name="film_shift")(covariates)
         x = layers.Add(name="fusion")([layers.Multiply(name="film_modulate")([image, scale]), shift])
         outputs["probability"] = _probability(layers.Dense(units, activation="relu", name="fusion_dense")(x))

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+__all__ = ["CovariateWithholding", "GradientScale"]
+
 
 @keras.saving.register_keras_serializable(package="osteo_tf")
 class CovariateWithholding(keras.layers.Layer):
@@ -31,8 +33,9 @@ class CovariateWithholding(keras.layers.Layer):
 
     def __init__(self, groups: list[dict], rate: float, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.groups = [{"features": [int(i) for i in g["features"]], "values": [float(v) for v in g["values"]]}
-                       for g in groups]
+        self.groups = [
+            {"features": [int(i) for i in g["features"]], "values": [float(v) for v in g["values"]]} for g in groups
+        ]
         self.rate, self.seed = float(rate), int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 

@@ -10,3 +10,5 @@
 Import from the submodules (TensorFlow loads only with :mod:`.signature` / :mod:`.archive`);
 the package-level names are :data:`osteo_tf.export_run` and :data:`osteo_tf.predict_manifest`.
 """
+
+__all__: list[str] = []

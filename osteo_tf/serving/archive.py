@@ -22,12 +22,15 @@ from pathlib import Path
 
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import write_json
+from osteo_tf.runs.run_dir import RunDir
 from osteo_tf.serving.model_card import build_model_card
 from osteo_tf.serving.spec import ServingSpec
-from osteo_tf.training.run_dir import RunDir
+from osteo_tf.vocabulary import DEFAULT_EXPORT_ROOT, DEFAULT_MODEL_NAME
 
-DEFAULT_ROOT = Path("saved_models")
-DEFAULT_NAME = "osteo"
+__all__ = ["CARD", "DEFAULT_NAME", "DEFAULT_ROOT", "docker_command", "Export", "export_lines", "export_run", "versions"]
+
+DEFAULT_ROOT = Path(DEFAULT_EXPORT_ROOT)
+DEFAULT_NAME = DEFAULT_MODEL_NAME
 CARD = Path("assets") / "model_card.json"
 
 
@@ -56,13 +59,41 @@ def export_run(
     run: str | Path,
     root: str | Path = DEFAULT_ROOT,
     name: str = DEFAULT_NAME,
+    *,
     version: int | None = None,
     force: bool = False,
 ) -> Export:
     """Exports the run's ``model.keras`` with its preprocessing as ``root/name/version``.
 
-    version: a positive integer; None → one more than the highest existing version (1 if none).
-    force: replace an existing version (refused otherwise).
+    The SavedModel takes raw inputs (PNG/JPEG bytes, covariates as recorded) in its
+    ``serving_default`` signature, holds the run's decision threshold and a model card
+    (``assets/model_card.json``), and is written atomically in TF Serving's layout.
+
+    Args:
+        run: a complete run folder.
+        root: the export root (TF Serving's model base path's parent).
+        name: the model name, the folder under ``root``.
+        version: a positive integer; None → one more than the highest existing version (1 if none).
+        force: replace an existing version (refused otherwise).
+
+    Returns:
+        Where the export went and its model card.
+
+    Raises:
+        OsteoInputError: an unfinished run, a bad name or version, an existing version
+            without ``force``.
+
+    Example::
+
+        >>> from osteo_tf.data.synthetic import make_cohort
+        >>> from osteo_tf.training.train import train
+        >>> manifest = make_cohort("hip", 40, "phantom_export", seed=0, image_size=32)
+        >>> run = train(manifest, "run_export", backbone="resnet18", image_size=32, epochs=1,
+        ...             verbose=0)  # doctest: +ELLIPSIS
+        [osteo...
+        >>> export = export_run(run.path, "saved_models", "osteo")
+        >>> export.path.as_posix(), sorted(export.card["signatures"])
+        ('saved_models/osteo/1', ['serving_default', 'serving_tensors'])
     """
     import keras
 
@@ -74,10 +105,10 @@ def export_run(
     base = Path(root) / name
     version = (versions(base) or [0])[-1] + 1 if version is None else int(version)
     if version < 1:
-        raise OsteoInputError(f"--version must be a positive integer, got {version}")
+        raise OsteoInputError(f"version must be a positive integer, got {version}", parameter="version")
     target = base / str(version)
     if target.exists() and not force:
-        raise OsteoInputError(f"{target} already exists; choose another --version, or pass --force to replace it")
+        raise OsteoInputError(f"{target} already exists; choose another version=, or pass force=True to replace it")
 
     spec = ServingSpec.from_run(run_dir.path)
     model = run_dir.load_model()  # keras safe_mode=True; a refused file is an OsteoInputError
@@ -120,6 +151,28 @@ def _move_into_place(temporary: Path, target: Path) -> None:
 def docker_command(export: Export, port: int = 8501) -> str:
     """The TF Serving command line that serves ``export``'s model (all its versions' latest)."""
     base = export.base_path.resolve()
-    return (f"docker run --rm -p {port}:8501 "
-            f"--mount type=bind,source={base},target=/models/{export.name} "
-            f"-e MODEL_NAME={export.name} -t tensorflow/serving")
+    return (
+        f"docker run --rm -p {port}:8501 "
+        f"--mount type=bind,source={base},target=/models/{export.name} "
+        f"-e MODEL_NAME={export.name} -t tensorflow/serving"
+    )
+
+
+def export_lines(run: str | Path, export: Export) -> list[str]:
+    """What ``osteo export`` prints: where the export went, its inputs, and how to serve it.
+
+    Args:
+        run: the run folder (as the user named it).
+        export: what :func:`export_run` returned.
+
+    Returns:
+        The lines (the last one the ``docker run`` command, indented).
+    """
+    card = export.card
+    return [
+        f"exported {run} → {export.path} (signatures serving_default, serving_tensors; "
+        f"threshold {card['threshold']['value']:.6g}; model card {export.path / CARD})",
+        f"inputs: {', '.join(card['signatures']['serving_default']['inputs'])}",
+        "serve it with TF Serving:",
+        f"  {docker_command(export)}",
+    ]

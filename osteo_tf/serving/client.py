@@ -29,6 +29,16 @@ from collections.abc import Mapping, Sequence
 
 from osteo_tf.errors import OsteoInputError
 
+__all__ = [
+    "SIGNATURE",
+    "encode_instance",
+    "parse_predict_response",
+    "predict_request",
+    "RestClient",
+    "ServingError",
+    "signature_inputs",
+]
+
 SIGNATURE = "serving_default"
 _DTYPES = {"DT_STRING": "string", "DT_FLOAT": "float32", "DT_DOUBLE": "float32"}
 
@@ -85,8 +95,9 @@ def signature_inputs(metadata: Mapping, signature_name: str = SIGNATURE) -> dict
 class RestClient:
     """Talks to one model on a TF Serving REST endpoint (e.g. ``http://host:8501``)."""
 
-    def __init__(self, server: str, model_name: str, version: int | None = None, label: str | None = None,
-                 timeout: float = 60.0):
+    def __init__(
+        self, server: str, model_name: str, version: int | None = None, label: str | None = None, timeout: float = 60.0
+    ):
         if version is not None and label is not None:
             raise OsteoInputError("give a model version or a version label, not both")
         self.server, self.model_name = server.rstrip("/"), model_name
@@ -110,8 +121,9 @@ class RestClient:
 
     def _call(self, url: str, payload: Mapping | None = None) -> dict:
         data = None if payload is None else json.dumps(payload).encode("utf-8")
-        request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=data, method="GET" if data is None else "POST", headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read().decode("utf-8"))

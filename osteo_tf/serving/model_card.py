@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
+import osteo_tf
 from osteo_tf.evaluation.threshold import threshold_record
 from osteo_tf.io import read_json
+from osteo_tf.runs.run_dir import RunDir
 from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
-from osteo_tf.training.run_dir import RunDir
 from osteo_tf.vocabulary import DEFAULT_FUSION
+
+__all__ = ["INTENDED_USE", "build_model_card", "cohort_summary", "input_descriptions"]
 
 INTENDED_USE = (
     "Research use: estimates the probability of osteoporosis (DXA T-score <= -2.5) from a radiograph "
@@ -34,8 +37,11 @@ def cohort_summary(run: RunDir) -> dict:
     table = pd.read_csv(run.splits)
     summary = {}
     for name, rows in table.groupby("split", sort=False):
-        summary[str(name)] = {"images": int(len(rows)), "patients": int(rows["patient_id"].nunique()),
-                              "osteoporosis": int(rows["label"].sum())}
+        summary[str(name)] = {
+            "images": int(len(rows)),
+            "patients": int(rows["patient_id"].nunique()),
+            "osteoporosis": int(rows["label"].sum()),
+        }
     return summary
 
 
@@ -45,7 +51,9 @@ def input_descriptions(spec: ServingSpec) -> dict[str, dict]:
     for name, dtype in spec.inputs.items():
         entry: dict = {"dtype": dtype, "shape": [None]}
         if name == IMAGE_INPUT:
-            entry["accepts"] = "encoded PNG (8/16 bit) or JPEG bytes, any size, grayscale or RGB(A); no ROI crop is applied"
+            entry["accepts"] = (
+                "encoded PNG (8/16 bit) or JPEG bytes, any size, grayscale or RGB(A); no ROI crop is applied"
+            )
         elif name in spec.categorical:
             entry["accepts"] = sorted(spec.accepted_codes(name))
             entry["case_insensitive"] = spec.case_insensitive(name)
@@ -76,18 +84,25 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
         "backbone": spec.backbone,
         "mode": spec.mode,
         "fusion": _fusion(settings["train"], spec.mode),
-        "missing_covariates": {"may_be_missing": list(spec.imputed), "required": [
-            n for n in spec.inputs if n != IMAGE_INPUT and n not in spec.imputed]},
+        "missing_covariates": {
+            "may_be_missing": list(spec.imputed),
+            "required": [n for n in spec.inputs if n != IMAGE_INPUT and n not in spec.imputed],
+        },
         "image_size": spec.image_size,
         "intensity": spec.intensity,
         "training": settings["train"],
         # How the training manifest was read (columns, sex codes, ROI box): osteo predict reads alike.
         "manifest_config": settings.get("manifest_config"),
         "signatures": {
-            "serving_default": {"inputs": input_descriptions(spec),
-                                "outputs": {"probability": "float32 (batch,)", "label": "int64 (batch,), 1 = osteoporosis"}},
-            "serving_tensors": {"inputs": "the tensors model.keras takes: image (normalised for the backbone) and/or "
-                                          "covariates (encoded)", "outputs": "as serving_default"},
+            "serving_default": {
+                "inputs": input_descriptions(spec),
+                "outputs": {"probability": "float32 (batch,)", "label": "int64 (batch,), 1 = osteoporosis"},
+            },
+            "serving_tensors": {
+                "inputs": "the tensors model.keras takes: image (normalised for the backbone) and/or "
+                "covariates (encoded)",
+                "outputs": "as serving_default",
+            },
         },
         "covariates": spec.encoder,
         "threshold": {
@@ -100,8 +115,13 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
         "test_metrics": record.get("test") if record else metrics.get("test"),
         "versions": {
             "training": settings.get("versions", {}),
-            "export": {"osteo_tf": _package_version(), "python": platform.python_version(), "tensorflow": tf.__version__,
-                       "keras": keras.__version__, "numpy": np.__version__},
+            "export": {
+                "osteo_tf": osteo_tf.__version__,
+                "python": platform.python_version(),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "numpy": np.__version__,
+            },
         },
     }
 
@@ -110,14 +130,8 @@ def _fusion(train: dict, mode: str) -> dict | None:
     """How the ensemble joins its inputs (None for a single-input model)."""
     if mode != "ensemble":
         return None
-    return {"design": train.get("fusion", DEFAULT_FUSION), "aux_loss_weight": train.get("aux_loss_weight", 0.0),
-            "covariate_dropout": train.get("covariate_dropout", 0.0)}
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("osteo_tf")
-    except PackageNotFoundError:
-        return "unknown"
+    return {
+        "design": train.get("fusion", DEFAULT_FUSION),
+        "aux_loss_weight": train.get("aux_loss_weight", 0.0),
+        "covariate_dropout": train.get("covariate_dropout", 0.0),
+    }

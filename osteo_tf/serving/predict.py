@@ -43,13 +43,16 @@ from osteo_tf.data.images import read_image
 from osteo_tf.data.manifest import ManifestConfig
 from osteo_tf.data.manifest.cells import _build_covariates, _build_roi, _Rows
 from osteo_tf.data.manifest.checks import _build_images
-from osteo_tf.data.manifest.config import _INVALID, _NUMBER, ROI_COLUMNS, ROI_POINT_COLUMNS, ManifestColumns
+from osteo_tf.data.manifest.config import _INVALID, _NUMBER, ManifestColumns
 from osteo_tf.data.manifest.problems import _Problems, _show
 from osteo_tf.data.manifest.table import _read_table, _Table, check_roi_columns
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import read_json, write_csv
 from osteo_tf.serving.client import RestClient, encode_instance
 from osteo_tf.serving.spec import IMAGE_INPUT
+from osteo_tf.vocabulary import ROI_COLUMNS, ROI_POINT_COLUMNS
+
+__all__ = ["CARD", "encode_png", "LocalModel", "predict_manifest", "read_requests"]
 
 CARD = Path("assets") / "model_card.json"
 _CANONICAL = frozenset(ManifestColumns().as_dict())
@@ -67,8 +70,10 @@ class LocalModel:
     def __init__(self, path: str | Path):
         path = Path(path)
         if not (path / "saved_model.pb").is_file():
-            raise OsteoInputError(f"{path} is not a SavedModel version folder (no saved_model.pb); "
-                                  "point --model at saved_models/NAME/VERSION")
+            raise OsteoInputError(
+                f"{path} is not a SavedModel version folder (no saved_model.pb); "
+                "point model= at saved_models/NAME/VERSION"
+            )
         self.path = path
         self.card: dict = _read_card(path / CARD)
         self._loaded = None
@@ -95,8 +100,10 @@ class LocalModel:
         import tensorflow as tf
 
         signature, inputs = self.signature, self.inputs()
-        columns = {name: tf.constant([i[name] for i in instances],
-                                     tf.string if dtype == "string" else tf.float32) for name, dtype in inputs.items()}
+        columns = {
+            name: tf.constant([i[name] for i in instances], tf.string if dtype == "string" else tf.float32)
+            for name, dtype in inputs.items()
+        }
         try:
             out = signature(**columns)
         except tf.errors.InvalidArgumentError as error:
@@ -133,8 +140,14 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def read_requests(manifest: str | Path, inputs: Mapping[str, str], config: ManifestConfig | None = None,
-                  columns: Mapping[str, str] | None = None, card: Mapping | None = None) -> pd.DataFrame:
+def read_requests(
+    manifest: str | Path,
+    inputs: Mapping[str, str],
+    config: ManifestConfig | None = None,
+    *,
+    columns: Mapping[str, str] | None = None,
+    card: Mapping | None = None,
+) -> pd.DataFrame:
     """The manifest's rows as the values to send, checked as training checks a manifest.
 
     Args:
@@ -196,21 +209,21 @@ def predict_manifest(
     mapped columns or added sex codes). Returns the table written.
     """
     if (model is None) == (server is None):
-        raise OsteoInputError("give either a SavedModel folder (--model) or a TF Serving URL (--server)")
+        raise OsteoInputError("give either a SavedModel folder (model=) or a TF Serving URL (server=)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise OsteoInputError(f"--batch-size must be a whole number ≥ 1, got {batch_size!r}")
+        raise OsteoInputError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}", parameter="batch_size")
     batch_size = int(batch_size)
     if Path(out).is_dir():
-        raise OsteoInputError(f"--out {out} is a folder; give the path of the CSV file to write")
+        raise OsteoInputError(f"out {out} is a folder; give the path of the CSV file to write", parameter="out")
     predictor = LocalModel(model) if model is not None else RestClient(server, model_name, version)
     card = getattr(predictor, "card", {})
     config = manifest_config or ManifestConfig.from_dict(card.get("manifest_config"))
     inputs = predictor.inputs()
-    requests = read_requests(manifest, inputs, config, columns, card)
+    requests = read_requests(manifest, inputs, config, columns=columns, card=card)
     probabilities: list[float] = []
     labels: list[int] = []
     for start in range(0, len(requests), batch_size):
-        chunk = requests.iloc[start:start + batch_size]
+        chunk = requests.iloc[start : start + batch_size]
         rows = _with_images(chunk, inputs, manifest)
         batch = [encode_instance(r, inputs) for r in rows] if server is not None else rows
         try:
@@ -247,8 +260,9 @@ def _with_columns(config: ManifestConfig, columns: Mapping[str, str]) -> tuple[M
     return config, {k: v for k, v in columns.items() if k not in _CANONICAL}
 
 
-def _present_columns(table: _Table, config: ManifestConfig, inputs: Mapping[str, str],
-                     others: Mapping[str, str]) -> dict[str, str]:
+def _present_columns(
+    table: _Table, config: ManifestConfig, inputs: Mapping[str, str], others: Mapping[str, str]
+) -> dict[str, str]:
     """Canonical or input name → the manifest's column, for what the model needs; header problems raise."""
     wanted, header, problems = config.columns.as_dict(), table.header, table.problems
     needed = {"image", "patient_id"} | {n for n in inputs if n in _CANONICAL}
@@ -257,16 +271,19 @@ def _present_columns(table: _Table, config: ManifestConfig, inputs: Mapping[str,
     if "bmi" in inputs:
         needed |= {"height_cm", "weight_kg"}
     present = {c: wanted[c] for c in needed if wanted[c] in header}
-    present.update({n: others.get(n, n) for n in inputs
-                    if n not in _CANONICAL and n != IMAGE_INPUT and others.get(n, n) in header})
+    present.update(
+        {n: others.get(n, n) for n in inputs if n not in _CANONICAL and n != IMAGE_INPUT and others.get(n, n) in header}
+    )
     for name in inputs:
         key = "image" if name == IMAGE_INPUT else name
         derivable = key == "bmi" and {"height_cm", "weight_kg"} <= present.keys()
         if key not in present and not derivable:
             column = wanted.get(key, others.get(key, key))
             also = f" (or both {wanted['height_cm']!r} and {wanted['weight_kg']!r})" if key == "bmi" else ""
-            problems.add_header(f"column {column!r}{also} not found: the model takes '{name}'; columns in the file: "
-                                f"{', '.join(map(repr, header))}")
+            problems.add_header(
+                f"column {column!r}{also} not found: the model takes '{name}'; columns in the file: "
+                f"{', '.join(map(repr, header))}"
+            )
     check_roi_columns(present, wanted, problems)
     if problems.header_bad:
         problems.raise_if_any()
@@ -277,8 +294,10 @@ def _images(rows: _Rows) -> dict[str, list]:
     """``path``: each image resolved and decoded once (the training checks); ``roi``: its box or None."""
     roi = _build_roi(rows)
     paths = _build_images(rows, roi)
-    boxes = [tuple(roi[c][i] for c in ROI_COLUMNS) if roi and roi["roi_x"][i] is not None else None
-             for i in range(len(rows.lines))]
+    boxes = [
+        tuple(roi[c][i] for c in ROI_COLUMNS) if roi and roi["roi_x"][i] is not None else None
+        for i in range(len(rows.lines))
+    ]
     return {"path": paths, "roi": boxes}
 
 
@@ -298,15 +317,25 @@ def _check_against_card(rows: _Rows, values: Mapping[str, list], inputs: Mapping
         column = rows.present.get(name) or f"{rows.present.get('height_cm')}/{rows.present.get('weight_kg')}"
         empty = [line for line, v in zip(rows.lines, values[name]) if v is None]
         if empty and name in required:
-            rows.problems.add(f"value is missing (empty) and the model was not trained to impute '{name}' "
-                              "(--impute median); fill it in", lines=empty, column=column, reason=f"missing {name}")
+            rows.problems.add(
+                f"value is missing (empty) and the model was not trained to impute '{name}' "
+                "(--impute median); fill it in",
+                lines=empty,
+                column=column,
+                reason=f"missing {name}",
+            )
         unknown: dict[str, list[int]] = {}
         for line, v in zip(rows.lines, values[name]):
             if name in categories and v is not None and v is not _INVALID and _category(v) not in categories[name]:
                 unknown.setdefault(_category(v), []).append(line)
         for category, lines in unknown.items():
-            rows.problems.add(f"{_show(category)} is not a category the model was trained on (its categories: "
-                              f"{', '.join(categories[name])})", lines=lines, column=column, reason=f"unknown {name}")
+            rows.problems.add(
+                f"{_show(category)} is not a category the model was trained on (its categories: "
+                f"{', '.join(categories[name])})",
+                lines=lines,
+                column=column,
+                reason=f"unknown {name}",
+            )
 
 
 def _category(value: object) -> str:
@@ -349,7 +378,8 @@ def _where(manifest: str | Path, chunk: pd.DataFrame, message: str) -> str:
         return f"manifest {manifest}, lines {lines[0]}–{lines[-1]} (one request; instance 0 = line {lines[0]})"
     images = chunk["image"].tolist() if "image" in chunk else None
     return f"manifest {manifest}, " + ", ".join(
-        f"line {lines[i]}" + (f" ({images[i]})" if images else "") + f" = instance {i}" for i in named)
+        f"line {lines[i]}" + (f" ({images[i]})" if images else "") + f" = instance {i}" for i in named
+    )
 
 
 def _assertion(message: str) -> str:

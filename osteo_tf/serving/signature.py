@@ -21,7 +21,7 @@ data), an empty or unknown categorical code, a missing (NaN) or implausible nume
 and inputs of different batch lengths. Nothing is defaulted, except
 that a run trained with ``--impute median`` fills its imputed covariates' missing values
 (NaN / empty string) with the training fill and sets their missing indicators, as
-:meth:`CovariateEncoder.transform` does.
+:meth:`osteo_tf.data.covariates.CovariateEncoder.transform` does.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from osteo_tf.data.pipeline import decode_gray, is_png_or_jpeg, preprocess_gray
 from osteo_tf.models import get_backbone_spec, normalize_images
 from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
 
+__all__ = ["ServingGraph"]
+
 _DTYPES = {"string": tf.string, "float32": tf.float32}
 _LISTED = 20  # bad instances named in one message
 
@@ -44,8 +46,10 @@ class ServingGraph(tf.Module):
     def __init__(self, model: keras.Model, spec: ServingSpec):
         super().__init__(name="osteo_serving")
         self.model, self.spec = model, spec
-        self.tables = {name: _lookup_table(spec.accepted_codes(name), spec.encoder["categories"][name])
-                       for name in spec.categorical}
+        self.tables = {
+            name: _lookup_table(spec.accepted_codes(name), spec.encoder["categories"][name])
+            for name in spec.categorical
+        }
 
     # ------------------------------------------------------------------ signatures
 
@@ -54,7 +58,9 @@ class ServingGraph(tf.Module):
 
     def tensor_signature(self) -> dict[str, tf.TensorSpec]:
         spec, size = self.spec, self.spec.image_size
-        signature = {"image": tf.TensorSpec((None, size, size, 3), tf.float32, name="image")} if spec.uses_images else {}
+        signature = (
+            {"image": tf.TensorSpec((None, size, size, 3), tf.float32, name="image")} if spec.uses_images else {}
+        )
         if spec.covariate_dim:
             signature["covariates"] = tf.TensorSpec((None, spec.covariate_dim), tf.float32, name="covariates")
         return signature
@@ -89,21 +95,30 @@ class ServingGraph(tf.Module):
         size, intensity = self.spec.image_size, self.spec.intensity
         with tf.name_scope(f"{IMAGE_INPUT}_decode"):
             count = tf.shape(encoded, out_type=tf.int64)[0]
-            decoded = (tf.data.Dataset.from_tensor_slices(encoded).enumerate()
-                       .map(lambda index, data: (index, preprocess_gray(decode_gray(data), size, intensity)),
-                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                       .ignore_errors())
+            decoded = (
+                tf.data.Dataset.from_tensor_slices(encoded)
+                .enumerate()
+                .map(
+                    lambda index, data: (index, preprocess_gray(decode_gray(data), size, intensity)),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True,
+                )
+                .ignore_errors()
+            )
             # One sentinel element, so that the single batch exists even when nothing decoded.
             sentinel = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.zeros((size, size, 3))))
             kept, images = decoded.concatenate(sentinel).batch(count + 1).get_single_element()
             decodes = tf.reduce_any(tf.equal(tf.range(count)[:, None], kept[None, :-1]), axis=1)
-            check = _assert(decodes, f"input {IMAGE_INPUT}: bytes that do not decode as an image (corrupt or "
-                                     "truncated PNG/JPEG data) in ", _instances(~decodes))
+            check = _assert(
+                decodes,
+                f"input {IMAGE_INPUT}: bytes that do not decode as an image (corrupt or truncated PNG/JPEG data) in ",
+                _instances(~decodes),
+            )
         with tf.control_dependencies([check]):
             return normalize_images(tf.identity(images[:-1]), get_backbone_spec(self.spec.backbone))
 
     def covariates(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
-        """Raw covariates → (batch, dim), exactly :meth:`CovariateEncoder.transform`.
+        """Raw covariates → (batch, dim), exactly :meth:`osteo_tf.data.covariates.CovariateEncoder.transform`.
 
         An imputed covariate's missing value (NaN, or an empty string) takes the training fill
         value, and its missing indicator (1.0) is appended after the other features.
@@ -131,25 +146,39 @@ class ServingGraph(tf.Module):
     def _checks(self, name: str, value: tf.Tensor) -> list[tf.Operation]:
         if name == IMAGE_INPUT:
             ok = is_png_or_jpeg(value)
-            return [_assert(ok, f"input {name}: not a PNG or JPEG image (no PNG/JPEG file signature) in ",
-                            _instances(~ok))]
+            return [
+                _assert(ok, f"input {name}: not a PNG or JPEG image (no PNG/JPEG file signature) in ", _instances(~ok))
+            ]
         missing = self._missing(name, value)
-        checks = [] if name in self.spec.imputed else [
-            _assert(~missing, f"input {name}: value missing ({'empty string' if value.dtype == tf.string else 'NaN'}) "
-                              "in ", _instances(missing))]
+        checks = (
+            []
+            if name in self.spec.imputed
+            else [
+                _assert(
+                    ~missing,
+                    f"input {name}: value missing ({'empty string' if value.dtype == tf.string else 'NaN'}) in ",
+                    _instances(missing),
+                )
+            ]
+        )
         if name in self.spec.categorical:
             unknown = tf.logical_and(~missing, self._category_index(name, value) < 0)
             accepted = sorted(self.spec.accepted_codes(name))
             return checks + [
-                _assert(~unknown, f"input {name}: unknown value in ", _instances(unknown, value),
-                        f"; accepted ({'any case' if self.spec.case_insensitive(name) else 'exactly'}): "
-                        f"{', '.join(accepted)}"),
+                _assert(
+                    ~unknown,
+                    f"input {name}: unknown value in ",
+                    _instances(unknown, value),
+                    f"; accepted ({'any case' if self.spec.case_insensitive(name) else 'exactly'}): "
+                    f"{', '.join(accepted)}",
+                ),
             ]
         low, high = RANGES.get(name, (-np.inf, np.inf))
         bad = tf.logical_and(~missing, ~((value >= low) & (value <= high) & tf.math.is_finite(value)))
         return checks + [
-            _assert(~bad, f"input {name}: value outside the plausible range {low:g} to {high:g} in ",
-                    _instances(bad, value)),
+            _assert(
+                ~bad, f"input {name}: value outside the plausible range {low:g} to {high:g} in ", _instances(bad, value)
+            ),
         ]
 
     @staticmethod
@@ -189,21 +218,24 @@ def _instances(bad: tf.Tensor, values: tf.Tensor | None = None) -> tf.Tensor:
     names = tf.strings.join(["instance ", tf.strings.as_string(index)])
     if values is not None:
         shown = tf.boolean_mask(values, bad)
-        shown = (tf.strings.substr(shown, 0, 40) if shown.dtype == tf.string
-                 else tf.strings.as_string(shown, shortest=True))
+        shown = (
+            tf.strings.substr(shown, 0, 40) if shown.dtype == tf.string else tf.strings.as_string(shown, shortest=True)
+        )
         names = tf.strings.join([names, " (", shown, ")"])
     text = tf.strings.reduce_join(names[:_LISTED], separator=", ")
     total = tf.size(index)
-    return tf.cond(total > _LISTED,
-                   lambda: tf.strings.join([text, ", ... (", tf.strings.as_string(total), " instances in all)"]),
-                   lambda: text)
+    return tf.cond(
+        total > _LISTED,
+        lambda: tf.strings.join([text, ", ... (", tf.strings.as_string(total), " instances in all)"]),
+        lambda: text,
+    )
 
 
 def _same_batch_length(inputs: dict[str, tf.Tensor]) -> tf.Operation:
     names = list(inputs)
     lengths = [tf.shape(inputs[name])[0] for name in names]
     same = tf.reduce_all(tf.equal(tf.stack(lengths), lengths[0]))
-    data = [f"inputs have different batch lengths (one value per instance in each):"]
+    data = ["inputs have different batch lengths (one value per instance in each):"]
     for name, length in zip(names, lengths):
         data += [f"{name}=", length]
     return tf.debugging.Assert(same, data)

@@ -26,17 +26,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from osteo_tf.data.manifest.config import _HIP_CODES, DEFAULT_SEX_CODES
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import read_json
-from osteo_tf.training.run_dir import RunDir
+from osteo_tf.runs.run_dir import RunDir
+from osteo_tf.vocabulary import COVARIATE_MODES, COVARIATE_RANGES, DEFAULT_SEX_CODES, HIP_FRACTURE_CODES, uses_images
+
+__all__ = ["IMAGE_INPUT", "RANGES", "ServingSpec"]
 
 IMAGE_INPUT = "image_bytes"
-# As osteo_tf.models.uses_images / uses_covariates (not imported: that would import Keras).
-IMAGE_MODES = ("image_only", "ensemble")
-COVARIATE_MODES = ("ensemble", "covariates_only")
 #: Plausible ranges of the canonical numeric covariates (the manifest's data contract).
-RANGES = {"age": (0.0, 120.0), "bmi": (10.0, 70.0)}
+RANGES = {name: (float(COVARIATE_RANGES[name][1]), float(COVARIATE_RANGES[name][2])) for name in ("age", "bmi")}
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
@@ -44,7 +43,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 class ServingSpec:
     """One run, as the serving graph sees it.
 
-    encoder: :meth:`CovariateEncoder.to_dict` of the run (None without covariates).
+    encoder: :meth:`osteo_tf.data.covariates.CovariateEncoder.to_dict` of the run (None without covariates).
     sex_codes: lower-case code → ``"F"``/``"M"`` as the training manifest read them.
     intensity: the run's per-image intensity normalisation (``"minmax"``, ``"percentile:1,99"``).
     """
@@ -66,17 +65,28 @@ class ServingSpec:
         train = settings["train"]
         manifest_config = settings.get("manifest_config") or {}
         codes = dict(DEFAULT_SEX_CODES)
-        codes.update({str(k).strip().lower(): str(v).strip().upper() for k, v in (manifest_config.get("sex_codes") or {}).items()})
+        codes.update(
+            {
+                str(k).strip().lower(): str(v).strip().upper()
+                for k, v in (manifest_config.get("sex_codes") or {}).items()
+            }
+        )
         encoder = read_json(run_dir.encoder) if train["mode"] in COVARIATE_MODES else None
-        spec = cls(backbone=train["backbone"], mode=train["mode"], image_size=int(train["image_size"]),
-                   threshold=run_threshold(run_dir.path), encoder=encoder, sex_codes=codes,
-                   intensity=str(train.get("intensity", "minmax")))
+        spec = cls(
+            backbone=train["backbone"],
+            mode=train["mode"],
+            image_size=int(train["image_size"]),
+            threshold=run_threshold(run_dir.path),
+            encoder=encoder,
+            sex_codes=codes,
+            intensity=str(train.get("intensity", "minmax")),
+        )
         spec.check()
         return spec
 
     @property
     def uses_images(self) -> bool:
-        return self.mode in IMAGE_MODES
+        return uses_images(self.mode)
 
     @property
     def numeric(self) -> tuple[str, ...]:
@@ -109,7 +119,7 @@ class ServingSpec:
         if name == "sex":
             table = self.sex_codes
         elif name == "hip_fracture_history":
-            table = {code: str(value) for code, value in _HIP_CODES.items()}
+            table = {code: str(value) for code, value in HIP_FRACTURE_CODES.items()}
         else:
             table = {category: category for category in categories}
         return {code: value for code, value in table.items() if value in categories}

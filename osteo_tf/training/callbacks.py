@@ -14,7 +14,8 @@ name, so the epoch and the weights can never disagree. Keras' ``BackupAndRestore
 used: it writes the weights in place and then the epoch in a second file, so a kill between
 the two resumes an epoch from the weights of the next one (seen: a resumed fit that did not
 reproduce the uninterrupted one). What a backup holds is not all a fit's state; the rest is
-rebuilt here, so a resumed fit equals one never interrupted: :class:`EpochClock` makes every epoch's data order, augmentation and dropout a
+rebuilt here, so a resumed fit equals one never interrupted: :class:`EpochClock` makes every epoch's data order,
+augmentation and dropout a
 function of (seed, epoch) — not of how many epochs this process has run — and
 :class:`ResumableEarlyStopping` and :class:`AtomicBestCheckpoint` rebuild their state (best
 value, epochs without improvement, best weights) from the history of the epochs finished
@@ -134,8 +135,9 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     best epoch of the whole run, before or after the restart.
     """
 
-    def __init__(self, monitor: str, patience: int, history: str | Path, checkpoint: str | Path,
-                 verbose: int = 1) -> None:
+    def __init__(
+        self, monitor: str, patience: int, history: str | Path, checkpoint: str | Path, verbose: int = 1
+    ) -> None:
         super().__init__()
         self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
         self.history, self.checkpoint = Path(history), Path(checkpoint)
@@ -155,7 +157,9 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         stop = self._update(epoch, (logs or {}).get(self.monitor))
         if self.best_epoch == epoch:
-            self.best_weights = self.model.get_weights()  # in memory, as Keras does: no reload when it is of this session
+            self.best_weights = (
+                self.model.get_weights()
+            )  # in memory, as Keras does: no reload when it is of this session
         if stop:
             self.stopped_epoch = epoch
             self.model.stop_training = True

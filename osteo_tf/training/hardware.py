@@ -29,6 +29,16 @@ from dataclasses import asdict, dataclass
 import keras
 import tensorflow as tf
 
+__all__ = [
+    "BF16_MIN_COMPUTE_CAPABILITY",
+    "distribution_strategy",
+    "dtype_policy",
+    "gpu_compute_capability",
+    "resolve_runtime",
+    "Runtime",
+    "strategy_devices",
+]
+
 BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
 
 
@@ -102,8 +112,9 @@ def resolve_runtime(precision: str, jit: str | bool, batch_size: int, strategy: 
     if jit == "auto":
         jit = on_gpu
     replicas = strategy.num_replicas_in_sync
-    return Runtime(precision=precision, jit=bool(jit), replicas=replicas, devices=devices,
-                   global_batch_size=batch_size * replicas)
+    return Runtime(
+        precision=precision, jit=bool(jit), replicas=replicas, devices=devices, global_batch_size=batch_size * replicas
+    )
 
 
 @contextlib.contextmanager

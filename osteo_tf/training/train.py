@@ -13,7 +13,6 @@ is rebuilt from the history (:mod:`osteo_tf.training.callbacks`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import shutil
@@ -25,80 +24,32 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+import osteo_tf
+from osteo_tf.console import log
 from osteo_tf.data.covariates import CovariateEncoder
-from osteo_tf.data.manifest import ManifestConfig, check_manifest, present_columns
+from osteo_tf.data.manifest import ManifestConfig
 from osteo_tf.data.pipeline import make_dataset
-from osteo_tf.data.splits import (LABEL_FROM_ATTR, SOURCE_ATTR, check_split_classes, random_split, require_both_classes,
-                                   splits_table)
+from osteo_tf.data.splits import SOURCE_ATTR, check_split_classes, random_split, require_both_classes, splits_table
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
 from osteo_tf.io import atomic_path, write_csv, write_json
-from osteo_tf.models import OUTPUTS_WITH_AUX, build_model, get_backbone_spec, inference_model, uses_covariates, uses_images
-from osteo_tf.training.callbacks import (AtomicBestCheckpoint, AtomicHistory, EpochBackup, EpochClock,
-                                         ResumableEarlyStopping, finished_rows)
-from osteo_tf.training.config import RESULT_NEUTRAL_OPTIONS, TrainConfig
+from osteo_tf.models import build_model, inference_model
+from osteo_tf.runs.cohort import exclusions_of, load_cohort
+from osteo_tf.runs.config import RESULT_NEUTRAL_OPTIONS, TrainConfig
+from osteo_tf.runs.loading import predict_rows
+from osteo_tf.runs.run_dir import RunDir
+from osteo_tf.training.callbacks import (
+    AtomicBestCheckpoint,
+    AtomicHistory,
+    EpochBackup,
+    EpochClock,
+    ResumableEarlyStopping,
+    finished_rows,
+)
 from osteo_tf.training.hardware import distribution_strategy, dtype_policy, resolve_runtime
-from osteo_tf.training.run_dir import RunDir
-from osteo_tf.vocabulary import PROBABILITY_VAL_LOSS
+from osteo_tf.vocabulary import OUTPUTS_WITH_AUX, PROBABILITY_VAL_LOSS, get_backbone_spec, uses_covariates, uses_images
 
-CANONICAL_COVARIATES = ("age", "sex", "bmi", "hip_fracture_history")
-
-
-def log(message: str) -> None:
-    print(f"[osteo] {message}", flush=True)
-
-
-def load_cohort(manifest: str | Path, config: TrainConfig, manifest_config: ManifestConfig | None = None) -> pd.DataFrame:
-    """Reads and validates the manifest, requiring the canonical covariates the model uses.
-
-    With covariates "auto", age, sex and BMI are required, and the fracture history too when
-    the manifest has its column. Any invalid row is an error, unless
-    ``config.allow_exclusions``: then the invalid rows are left out, logged with their
-    reasons, and their records kept in ``cohort.attrs["osteo_exclusions"]`` (``train``
-    writes them to the run's ``exclusions.csv``). With ``config.impute`` the required
-    covariate columns may have empty cells.
-    """
-    base = manifest_config or ManifestConfig()
-    present = present_columns(manifest, base)
-    required: tuple[str, ...] = ()
-    if uses_covariates(config.mode):
-        wanted = config.covariate_columns(sorted(present))
-        required = tuple(c for c in wanted if c in CANONICAL_COVARIATES)
-    check = check_manifest(manifest, dataclasses.replace(base, required=required, allow_missing=config.impute != "none"))
-    if not config.allow_exclusions:
-        check.raise_if_any()
-    check.require_rows()
-    if check.n_excluded:
-        log(check.summary())
-    cohort = check.cohort
-    cohort.attrs[SOURCE_ATTR] = f"manifest {check.path}"
-    cohort.attrs[LABEL_FROM_ATTR] = label_source(present, base)
-    cohort.attrs["osteo_exclusions"] = check.records()
-    cohort.attrs["osteo_manifest_rows"] = check.n_rows
-    return cohort
-
-
-def label_source(present: set[str], config: ManifestConfig) -> str:
-    """Where the manifest's labels come from, in the user's column names (for messages).
-
-    Args:
-        present: canonical names of the manifest's columns (:func:`present_columns`).
-        config: the manifest config (the user's column names, the T-score threshold).
-    """
-    names = config.columns.as_dict()
-    parts = []
-    if "t_score" in present:
-        parts.append(f"column {names['t_score']!r} (1 = T-score ≤ {config.t_score_threshold:g})")
-    if "label" in present:
-        parts.append(f"column {names['label']!r}")
-    return " and ".join(parts) or "no label column"
-
-
-def exclusions_of(cohort: pd.DataFrame) -> pd.DataFrame:
-    """The exclusion records :func:`load_cohort` attached to a cohort (empty if none)."""
-    from osteo_tf.data.exclusions import exclusion_table
-
-    return exclusion_table(list(cohort.attrs.get("osteo_exclusions", [])))
+__all__ = ["compile_model", "train", "versions"]
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
@@ -113,7 +64,9 @@ def set_determinism(seed: int, deterministic: bool) -> None:
 def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
     """Creates the run folder, or checks that an unfinished one was started with the same settings."""
     if run.is_complete and not force:
-        raise OsteoInputError(f"run {run.path} is already complete; choose another --out, or pass --force to retrain it")
+        raise OsteoInputError(
+            f"run {run.path} is already complete; choose another out=, or pass force=True to retrain it"
+        )
     if run.config.is_file() and not force:
         previous = run.read_config()
         now = json.loads(json.dumps(settings, default=str))  # as written: tuples become lists
@@ -122,8 +75,8 @@ def prepare_run(run: RunDir, settings: dict, force: bool) -> None:
                 values["train"] = {k: v for k, v in values["train"].items() if k not in RESULT_NEUTRAL_OPTIONS}
         if any(previous.get(key) != now.get(key) for key in ("train", "manifest", "splits")):
             raise OsteoInputError(
-                f"{run.path} holds an unfinished run with different settings; choose another --out "
-                "or pass --force to discard it"
+                f"{run.path} holds an unfinished run with different settings; choose another out= "
+                "or pass force=True to discard it"
             )
         log(f"resuming the unfinished run in {run.path}")
     if force and run.path.exists():
@@ -170,8 +123,9 @@ def recorded_fit_is_over(run: RunDir, config: TrainConfig) -> bool:
     epoch then only loads the best weights instead of fitting again."""
     if not run.checkpoint.is_file():
         return False
-    return len(finished_rows(run.history, config.epochs)) >= config.epochs or \
-        early_stopping(run, config).replay(config.epochs)
+    return len(finished_rows(run.history, config.epochs)) >= config.epochs or early_stopping(run, config).replay(
+        config.epochs
+    )
 
 
 def compile_model(model: keras.Model, config: TrainConfig, jit: bool = False) -> keras.Model:
@@ -182,14 +136,19 @@ def compile_model(model: keras.Model, config: TrainConfig, jit: bool = False) ->
     the probability.
     """
     optimizer = keras.optimizers.SGD(
-        learning_rate=config.learning_rate, momentum=config.momentum,
+        learning_rate=config.learning_rate,
+        momentum=config.momentum,
         weight_decay=config.weight_decay or None,
     )
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     if isinstance(model.output, dict):
-        model.compile(optimizer=optimizer, jit_compile=jit, loss={n: "binary_crossentropy" for n in OUTPUTS_WITH_AUX},
-                      loss_weights={n: 1.0 if n == "probability" else config.aux_loss_weight for n in OUTPUTS_WITH_AUX},
-                      metrics={"probability": metrics})
+        model.compile(
+            optimizer=optimizer,
+            jit_compile=jit,
+            loss={n: "binary_crossentropy" for n in OUTPUTS_WITH_AUX},
+            loss_weights={n: 1.0 if n == "probability" else config.aux_loss_weight for n in OUTPUTS_WITH_AUX},
+            metrics={"probability": metrics},
+        )
     else:
         model.compile(optimizer=optimizer, loss="binary_crossentropy", jit_compile=jit, metrics=metrics)
     return model
@@ -200,14 +159,6 @@ def aux_targets(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.map(lambda x, y: (x, {name: y for name in OUTPUTS_WITH_AUX}))
 
 
-def predict_rows(model: keras.Model, cohort: pd.DataFrame, covariates: np.ndarray | None, config: TrainConfig) -> np.ndarray:
-    """Probabilities (rows,) for the given rows, in row order, without augmentation."""
-    spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
-    dataset = make_dataset(cohort, covariates, spec, config.image_size, config.batch_size, training=False,
-                           intensity=config.intensity, cache="none")  # one pass: nothing to cache
-    return model.predict(dataset, verbose=0).reshape(-1).astype(np.float64)
-
-
 def score_splits(model, cohort, encoded, splits, config, run: RunDir) -> dict:
     """Predicts val and test, writes predictions.csv, metrics.json and roc.png; returns metrics."""
     tables, metrics = [], {}
@@ -215,15 +166,24 @@ def score_splits(model, cohort, encoded, splits, config, run: RunDir) -> dict:
         rows = cohort.iloc[splits[name]]
         probability = predict_rows(model, rows, None if encoded is None else encoded[splits[name]], config)
         metrics[name] = binary_metrics(rows["label"].to_numpy(), probability, config.threshold)
-        tables.append(pd.DataFrame({
-            "image": rows["image"].to_numpy(), "patient_id": rows["patient_id"].to_numpy(),
-            "label": rows["label"].to_numpy(), "probability": probability, "split": name,
-        }))
+        tables.append(
+            pd.DataFrame(
+                {
+                    "image": rows["image"].to_numpy(),
+                    "patient_id": rows["patient_id"].to_numpy(),
+                    "label": rows["label"].to_numpy(),
+                    "probability": probability,
+                    "split": name,
+                }
+            )
+        )
     predictions = pd.concat(tables, ignore_index=True)
     write_csv(run.predictions, predictions)
     write_json(run.metrics, metrics)
     test = predictions[predictions["split"] == "test"]
-    plot_roc({config.mode: (test["label"], test["probability"])}, run.roc, title=f"{config.backbone} {config.mode} — test")
+    plot_roc(
+        {config.mode: (test["label"], test["probability"])}, run.roc, title=f"{config.backbone} {config.mode} — test"
+    )
     return metrics
 
 
@@ -242,14 +202,42 @@ def train(
 ) -> RunDir:
     """Trains one model on ``manifest`` and writes a complete run folder at ``out``.
 
-    ``options`` are TrainConfig fields (backbone, mode, image_size, epochs, …) used when
-    ``config`` is None. ``cohort`` may pass an already validated table of the same manifest
-    (the demo reads it once for several models). ``splits`` may give the train/val/test
-    positional row indices of the cohort (e.g. one fold of k-fold CV); by default the rows
-    are split at random by ``config.split`` and ``config.seed``. ``strategy``: the
-    tf.distribute strategy (default: MirroredStrategy over several GPUs, see
-    :mod:`osteo_tf.training.hardware`); batches are ``config.batch_size`` per replica.
-    Returns the run folder.
+    A killed fit resumes from its last finished epoch when called again with the same
+    arguments, and ends as the uninterrupted fit would (see the module docstring).
+
+    Args:
+        manifest: the cohort CSV (the data contract: README, "Data contract").
+        out: the run folder to create, or to resume (:class:`osteo_tf.runs.run_dir.RunDir`).
+        config: the training options; None → ``TrainConfig(**options)``.
+        manifest_config: column names, sex codes, ROI options of the manifest.
+        force: discard an existing run folder at ``out`` (a complete one is refused otherwise).
+        verbose: Keras' progress (0 none, 1 bars, 2 a line per epoch, "auto").
+        cohort: an already validated table of the same manifest (the demo reads it once for
+            several models).
+        splits: the train/val/test positional row indices of the cohort (e.g. one fold of
+            k-fold CV); by default the rows are split at random by ``config.split`` and
+            ``config.seed``.
+        strategy: the tf.distribute strategy (default: MirroredStrategy over several GPUs, see
+            :mod:`osteo_tf.training.hardware`); batches are ``config.batch_size`` per replica.
+        **options: :class:`~osteo_tf.runs.config.TrainConfig` fields (backbone, mode,
+            image_size, epochs, …), used when ``config`` is None.
+
+    Returns:
+        The complete run folder.
+
+    Raises:
+        OsteoInputError: a bad option, manifest or split (before the run folder is created),
+            a complete run at ``out`` without ``force``, an unfinished one with other settings.
+
+    Example::
+
+        >>> from osteo_tf.data.synthetic import make_cohort
+        >>> manifest = make_cohort("hip", 40, "phantom_train", seed=0, image_size=32)
+        >>> run = train(manifest, "run_train", backbone="resnet18", mode="ensemble", image_size=32,
+        ...             epochs=1, verbose=0)  # doctest: +ELLIPSIS
+        [osteo...
+        >>> run.is_complete, sorted(json.loads(run.metrics.read_text()))
+        (True, ['test', 'val'])
     """
     config = config or TrainConfig.from_dict(options)  # an unknown option is named, not a TypeError
     run = RunDir(out)
@@ -263,26 +251,33 @@ def train(
     check_split_classes(cohort, splits)  # all before the run folder is created
     covariate_columns = config.covariate_columns(list(cohort.columns)) if uses_covariates(config.mode) else ()
     settings = {
-        "train": config.to_dict(), "manifest": str(Path(manifest).resolve()),
+        "train": config.to_dict(),
+        "manifest": str(Path(manifest).resolve()),
         "manifest_config": None if manifest_config is None else manifest_config.to_dict(),
-        "covariate_columns": list(covariate_columns), "versions": versions(),
+        "covariate_columns": list(covariate_columns),
+        "versions": versions(),
         "splits": given_splits,
     }
     exclusions = exclusions_of(cohort)
-    settings["exclusions"] = {"manifest_rows": int(cohort.attrs.get("osteo_manifest_rows", len(cohort))),
-                              "excluded_rows": int(exclusions["line"].nunique()),
-                              "by_reason": exclusions.drop_duplicates(["line", "reason"])["reason"].value_counts().to_dict()}
+    settings["exclusions"] = {
+        "manifest_rows": int(cohort.attrs.get("osteo_manifest_rows", len(cohort))),
+        "excluded_rows": int(exclusions["line"].nunique()),
+        "by_reason": exclusions.drop_duplicates(["line", "reason"])["reason"].value_counts().to_dict(),
+    }
     prepare_run(run, settings, force)
     write_csv(run.exclusions, exclusions)
     set_determinism(config.seed, config.deterministic)
     write_csv(run.splits, splits_table(cohort, splits))
-    counts = {name: f"{len(rows)} ({int(cohort['label'].iloc[rows].sum())} osteoporosis)" for name, rows in splits.items()}
+    counts = {
+        name: f"{len(rows)} ({int(cohort['label'].iloc[rows].sum())} osteoporosis)" for name, rows in splits.items()
+    }
     log(f"{len(cohort)} images, split train/val/test: {counts['train']} / {counts['val']} / {counts['test']}")
 
     encoded = None
     if uses_covariates(config.mode):
-        encoder = CovariateEncoder.for_columns(covariate_columns, cohort, impute=config.impute,
-                                               impute_all=config.covariate_dropout > 0).fit(cohort.iloc[splits["train"]])
+        encoder = CovariateEncoder.for_columns(
+            covariate_columns, cohort, impute=config.impute, impute_all=config.covariate_dropout > 0
+        ).fit(cohort.iloc[splits["train"]])
         write_json(run.encoder, encoder.to_dict())
         encoded = encoder.transform(cohort)
         log(f"covariates {list(covariate_columns)} → {encoder.dim}-vector {encoder.feature_names}")
@@ -290,13 +285,24 @@ def train(
     strategy = strategy or distribution_strategy()
     runtime = resolve_runtime(config.precision, config.jit, config.batch_size, strategy)
     write_json(run.runtime, runtime.to_dict())
-    spec = get_backbone_spec(config.backbone) if uses_images(config.mode) else None
+    images = uses_images(config.mode)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # set by EpochClock, read by the data
     datasets = {
-        name: make_dataset(cohort.iloc[rows], None if encoded is None else encoded[rows], spec,
-                           config.image_size, runtime.global_batch_size, training=(name == "train"), seed=config.seed,
-                           intensity=config.intensity, cache=config.cache, cache_file=run.cache / name, epoch=epoch)
-        for name, rows in splits.items() if name != "test"
+        name: make_dataset(
+            cohort.iloc[rows],
+            None if encoded is None else encoded[rows],
+            image_size=config.image_size if images else None,
+            normalization=get_backbone_spec(config.backbone).normalization if images else None,
+            batch_size=runtime.global_batch_size,
+            training=(name == "train"),
+            seed=config.seed,
+            intensity=config.intensity,
+            cache=config.cache,
+            cache_file=run.cache / name,
+            epoch=epoch,
+        )
+        for name, rows in splits.items()
+        if name != "test"
     }
     if config.uses_aux_loss:
         datasets = {name: aux_targets(dataset) for name, dataset in datasets.items()}
@@ -304,13 +310,22 @@ def train(
     if encoded is not None and config.covariate_dropout > 0:
         withholding = {"groups": encoder.withholding_groups(), "rate": config.covariate_dropout, "seed": config.seed}
     with strategy.scope(), dtype_policy(runtime.precision):
-        model = build_model(config.backbone, config.mode, config.image_size,
-                            0 if encoded is None else encoded.shape[1], config.weights, fusion=config.fusion,
-                            aux_outputs=config.uses_aux_loss, covariate_withholding=withholding)
+        model = build_model(
+            config.backbone,
+            config.mode,
+            config.image_size,
+            covariate_dim=0 if encoded is None else encoded.shape[1],
+            weights=config.weights,
+            fusion=config.fusion,
+            aux_outputs=config.uses_aux_loss,
+            covariate_withholding=withholding,
+        )
         compile_model(model, config, jit=runtime.jit)
-    log(f"training {model.name} ({model.count_params():,} parameters) at {config.image_size} px, "
+    log(
+        f"training {model.name} ({model.count_params():,} parameters) at {config.image_size} px, "
         f"lr {config.learning_rate}, up to {config.epochs} epochs on {runtime.replicas} replica(s) "
-        f"(global batch {runtime.global_batch_size}), {runtime.precision}, XLA {'on' if runtime.jit else 'off'}")
+        f"(global batch {runtime.global_batch_size}), {runtime.precision}, XLA {'on' if runtime.jit else 'off'}"
+    )
     if recorded_fit_is_over(run, config):
         log(f"the epochs in {run.history} already finished this fit; loading its best epoch")
         model.load_weights(run.checkpoint)
@@ -320,8 +335,15 @@ def train(
         if initial_epoch:
             log(f"resuming at epoch {initial_epoch + 1} from {run.backup}")
         # shuffle=False: the order comes from the dataset (a function of seed and epoch), never from Keras
-        model.fit(datasets["train"], validation_data=datasets["val"], epochs=config.epochs, shuffle=False,
-                  initial_epoch=initial_epoch, callbacks=callbacks(run, config, epoch), verbose=verbose)
+        model.fit(
+            datasets["train"],
+            validation_data=datasets["val"],
+            epochs=config.epochs,
+            shuffle=False,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks(run, config, epoch),
+            verbose=verbose,
+        )
 
     model = inference_model(model)  # the auxiliary outputs only served the training loss
     with atomic_path(run.model) as temporary:
@@ -341,8 +363,12 @@ def _splits_digest(cohort: pd.DataFrame, splits: dict[str, np.ndarray]) -> str:
     if sorted(splits) != ["test", "train", "val"]:
         raise OsteoInputError(f"splits must have keys train, val and test, got {sorted(splits)}")
     rows = np.concatenate([np.asarray(splits[k], dtype=np.int64) for k in ("train", "val", "test")])
-    if min(len(splits[k]) for k in splits) == 0 or rows.min() < 0 or rows.max() >= len(cohort) \
-            or len(np.unique(rows)) != len(rows):
+    if (
+        min(len(splits[k]) for k in splits) == 0
+        or rows.min() < 0
+        or rows.max() >= len(cohort)
+        or len(np.unique(rows)) != len(rows)
+    ):
         raise OsteoInputError(f"splits must be non-empty, disjoint row indices into the {len(cohort)}-row cohort")
     digest = hashlib.sha256()
     for key in ("train", "val", "test"):
@@ -353,5 +379,12 @@ def _splits_digest(cohort: pd.DataFrame, splits: dict[str, np.ndarray]) -> str:
 def versions() -> dict[str, str]:
     import sklearn
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
+    return {
+        "osteo_tf": osteo_tf.__version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+    }

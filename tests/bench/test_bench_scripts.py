@@ -17,8 +17,14 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
 
 
 def run(script: str, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BENCH / script), *options], capture_output=True, text=True,
-                          env=ENV, timeout=600, cwd=BENCH.parent)
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *options],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+        cwd=BENCH.parent,
+    )
 
 
 def one_json_line(process: subprocess.CompletedProcess) -> dict:
@@ -37,26 +43,69 @@ def test_help(script):
 def test_pipeline_smoke():
     result = one_json_line(run("pipeline.py", "--configs", "32:resnet18", "--quick"))
     assert result["bench"] == "pipeline" and result["target_ratio"] == 3.0
-    assert {"configs", "augmentation", "augmentation_default", "augmentation_faster_here", "settings", "machine",
-            "versions"} <= set(result)
-    config, = result["configs"]
+    assert {
+        "configs",
+        "augmentation",
+        "augmentation_default",
+        "augmentation_faster_here",
+        "settings",
+        "machine",
+        "versions",
+    } <= set(result)
+    (config,) = result["configs"]
     assert config["size"] == 32 and config["backbone"] == "resnet18" and config["images"] == 24
-    assert {"memory_cold_img_s", "memory_cached_img_s", "disk_cold_img_s", "disk_cached_img_s", "model_img_s",
-            "ratio_cold", "ratio_cached", "target_met"} <= set(config)
-    augmentation, = result["augmentation"]
+    assert {
+        "memory_cold_img_s",
+        "memory_cached_img_s",
+        "disk_cold_img_s",
+        "disk_cached_img_s",
+        "model_img_s",
+        "ratio_cold",
+        "ratio_cached",
+        "target_met",
+    } <= set(config)
+    (augmentation,) = result["augmentation"]
     assert {"size", "tf_data_img_s", "tf_data_p1_img_s", "keras_layers_img_s", "faster"} <= set(augmentation)
     assert augmentation["faster"] in ("tf.data", "keras_layers") and result["augmentation_default"] == "tf.data"
 
 
 def test_train_step_smoke():
-    result = one_json_line(run("train_step.py", "--backbones", "resnet18", "--size", "32", "--batch", "2",
-                               "--steps", "1", "--warmup", "1", "--repeats", "2"))
+    result = one_json_line(
+        run(
+            "train_step.py",
+            "--backbones",
+            "resnet18",
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+        )
+    )
     assert result["bench"] == "train_step" and result["budget_ratio"] == 1.05
     assert {"backbones", "settings", "machine", "versions"} <= set(result)
     figures = result["backbones"]["resnet18"]
-    assert {"ratio", "ratio_basis", "ratio_runs", "within_budget", "ratio_wall", "ratio_cpu", "project_step_s",
-            "plain_step_s", "project_cpu_s", "plain_cpu_s", "project_img_s", "plain_img_s", "plain",
-            "params_match_preset"} <= set(figures)
+    assert {
+        "ratio",
+        "ratio_basis",
+        "ratio_runs",
+        "within_budget",
+        "ratio_wall",
+        "ratio_cpu",
+        "project_step_s",
+        "plain_step_s",
+        "project_cpu_s",
+        "plain_cpu_s",
+        "project_img_s",
+        "plain_img_s",
+        "plain",
+        "params_match_preset",
+    } <= set(figures)
     assert figures["ratio_basis"] in ("cpu", "wall") and len(figures["ratio_runs"]) == 2
     assert figures["params_match_preset"] is True
     assert figures["project_params"] == figures["plain_params"]  # same architecture and head
@@ -69,7 +118,7 @@ def test_bad_option_is_a_usage_error():
 
 def test_phantom_smoke():
     result = one_json_line(run("phantom.py", "--configs", "32:10", "--repeats", "1"))
-    config, = result["configs"]
+    (config,) = result["configs"]
     assert result["bench"] == "phantom" and (config["size"], config["n"]) == (32, 10)
     assert {"phantom_s", "png_reference_s", "ratio", "phantom_images_per_s"} <= set(config)
     assert run("phantom.py", "--configs", "32:5").returncode == 2  # fewer than 10 subjects: usage error

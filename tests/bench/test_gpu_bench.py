@@ -26,41 +26,55 @@ gpu = load_bench()
 # frameworks by bench/gpu.py --params-only (Keras 3.15.1 on JAX, torchvision 0.29.1) for the
 # first wave's head; the second wave's head adds the two branches' batch norms (γ, β):
 # 2 × channels + 2 × 32 (the Keras count of resnet18 is checked below on this machine).
-ENSEMBLE_PARAMS = {"efficientnet_b3": 10_797_993 + 2 * 1536 + 64, "resnet50": 23_642_561 + 2 * 2048 + 64,
-                   "resnet18": 11_212_737 + 2 * 512 + 64, "googlenet": 5_668_897 + 2 * 1024 + 64}
+ENSEMBLE_PARAMS = {
+    "efficientnet_b3": 10_797_993 + 2 * 1536 + 64,
+    "resnet50": 23_642_561 + 2 * 2048 + 64,
+    "resnet18": 11_212_737 + 2 * 512 + 64,
+    "googlenet": 5_668_897 + 2 * 1024 + 64,
+}
 
 
 def worker_result(img, trainable=1000, **extra):
-    return {"img_per_s": img, "img_per_s_runs": [img], "warmup_s": 1.0,
-            "params": {"trainable": trainable, "total": trainable + 10}, "device": "cpu:x", **extra}
+    return {
+        "img_per_s": img,
+        "img_per_s_runs": [img],
+        "warmup_s": 1.0,
+        "params": {"trainable": trainable, "total": trainable + 10},
+        "device": "cpu:x",
+        **extra,
+    }
 
 
-def test_module_imports_only_the_standard_library():
-    code = (f"import importlib.util, sys; s = importlib.util.spec_from_file_location('b', {str(BENCH)!r}); "
-            "m = importlib.util.module_from_spec(s); sys.modules['b'] = m; s.loader.exec_module(m); "
-            "print(sorted(n for n in ('tensorflow', 'keras', 'jax', 'torch', 'numpy', 'osteo_tf') if n in sys.modules))")
+def test_module_imports_only_the_standard_library_and_the_vocabulary():
+    code = (
+        f"import importlib.util, sys; s = importlib.util.spec_from_file_location('b', {str(BENCH)!r}); "
+        "m = importlib.util.module_from_spec(s); sys.modules['b'] = m; s.loader.exec_module(m); "
+        "print(sorted(n for n in ('tensorflow', 'keras', 'jax', 'torch', 'numpy', 'osteo_tf.models')"
+        " if n in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
-def test_head_widths_mirror_heads_py():
-    from osteo_tf.models.heads import COVARIATE_UNITS, FUSION_UNITS
+def test_head_widths_are_the_models():
+    from osteo_tf.models import heads
 
-    assert gpu.head_widths() == (tuple(COVARIATE_UNITS), FUSION_UNITS)
-
-
-def test_head_widths_refuses_a_file_without_them(tmp_path):
-    path = tmp_path / "heads.py"
-    path.write_text("FUSION_UNITS = 64\n")
-    with pytest.raises(ValueError, match="COVARIATE_UNITS"):
-        gpu.head_widths(path)
+    assert (gpu.COVARIATE_UNITS, gpu.FUSION_UNITS, gpu.IMAGE_DROPOUT) == (
+        heads.COVARIATE_UNITS,
+        heads.FUSION_UNITS,
+        heads.IMAGE_DROPOUT,
+    )
 
 
 def test_configs_match_the_registry_and_the_issue():
     from osteo_tf.models import get_backbone_spec
 
     assert [(c.name, c.size, c.batch) for c in gpu.CONFIGS.values()] == [
-        ("efficientnet_b3", 300, 64), ("resnet50", 224, 128), ("resnet18", 224, 128), ("googlenet", 224, 128)]
+        ("efficientnet_b3", 300, 64),
+        ("resnet50", 224, 128),
+        ("resnet18", 224, 128),
+        ("googlenet", 224, 128),
+    ]
     for config in gpu.CONFIGS.values():
         assert get_backbone_spec(config.name).learning_rate == config.learning_rate
 
@@ -69,7 +83,7 @@ def test_expected_parameter_counts_follow_from_the_registry():
     """torchvision backbone without classifier (registry) + the head = the measured parity count."""
     from osteo_tf.models import get_backbone_spec
 
-    units, fusion = gpu.head_widths()
+    units, fusion = gpu.COVARIATE_UNITS, gpu.FUSION_UNITS
     for name, expected in ENSEMBLE_PARAMS.items():
         spec = get_backbone_spec(name)
         assert spec.backbone_params + gpu.head_params(spec.feature_channels, 6, units, fusion) == expected, name
@@ -93,28 +107,36 @@ def test_ratio_and_throughput():
 
 def test_summarize_config_ratios_target_and_parity():
     config = gpu.CONFIGS["resnet50"]
-    entry = gpu.summarize_config(config, {
-        "keras_jax": worker_result(3700.0), "torch_eager": worker_result(3700.0),
-        "torch_compile": worker_result(5000.0),
-    })
+    entry = gpu.summarize_config(
+        config,
+        {
+            "keras_jax": worker_result(3700.0),
+            "torch_eager": worker_result(3700.0),
+            "torch_compile": worker_result(5000.0),
+        },
+    )
     assert entry["img_per_s"] == {"keras_jax": 3700.0, "torch_eager": 3700.0, "torch_compile": 5000.0}
     assert entry["ratios"] == {"keras_jax/torch_eager": 1.0, "keras_jax/torch_compile": 0.74}
     assert entry["target_met"] is True
     assert entry["params"]["match"] is True and entry["params"]["keras_trainable"] == 1000
     assert entry["errors"] == {}
 
-    slower = gpu.summarize_config(config, {"keras_jax": worker_result(100.0, trainable=999),
-                                           "torch_eager": worker_result(200.0)})
+    slower = gpu.summarize_config(
+        config, {"keras_jax": worker_result(100.0, trainable=999), "torch_eager": worker_result(200.0)}
+    )
     assert slower["target_met"] is False and slower["params"]["match"] is False
     assert slower["ratios"] == {"keras_jax/torch_eager": 0.5}
 
 
 def test_summarize_config_reports_errors_as_missing_numbers():
-    entry = gpu.summarize_config(gpu.CONFIGS["googlenet"], {
-        "keras_jax": worker_result(50.0),
-        "torch_eager": worker_result(40.0),
-        "torch_compile": {"error": "InductorError: no C++ compiler"},
-    })
+    entry = gpu.summarize_config(
+        gpu.CONFIGS["googlenet"],
+        {
+            "keras_jax": worker_result(50.0),
+            "torch_eager": worker_result(40.0),
+            "torch_compile": {"error": "InductorError: no C++ compiler"},
+        },
+    )
     assert entry["errors"] == {"torch_compile": "InductorError: no C++ compiler"}
     assert entry["ratios"] == {"keras_jax/torch_eager": 1.25, "keras_jax/torch_compile": None}
     assert entry["target_met"] is True and "torch_compile" not in entry["img_per_s"]
@@ -138,8 +160,20 @@ def test_parse_result_takes_the_last_marked_line():
 
 
 def test_parse_args_selection_and_overrides():
-    args = gpu.parse_args(["--configs", "resnet18,googlenet", "--batch", "2", "--size", "64", "--device", "cpu",
-                           "--modes", "keras_jax,torch_eager"])
+    args = gpu.parse_args(
+        [
+            "--configs",
+            "resnet18,googlenet",
+            "--batch",
+            "2",
+            "--size",
+            "64",
+            "--device",
+            "cpu",
+            "--modes",
+            "keras_jax,torch_eager",
+        ]
+    )
     assert [(c.name, c.size, c.batch) for c in args.config_list] == [("resnet18", 64, 2), ("googlenet", 64, 2)]
     assert args.mode_list == ["keras_jax", "torch_eager"]
     assert [c.name for c in gpu.parse_args([]).config_list] == list(gpu.CONFIGS)
@@ -164,9 +198,25 @@ def test_main_prints_one_line_when_the_budget_skips_everything(tmp_path):
     # A fresh interpreter: main asserts at its end that TensorFlow was not imported, and
     # other tests of this session may have imported it.
     out = tmp_path / "runs" / "bench.jsonl"
-    done = subprocess.run([sys.executable, str(BENCH), "--configs", "resnet18,googlenet", "--modes",
-                           "keras_jax,torch_eager", "--budget", "1", "--device", "cpu", "--out", str(out)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--configs",
+            "resnet18,googlenet",
+            "--modes",
+            "keras_jax,torch_eager",
+            "--budget",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip()
     assert "\n" not in line and out.read_text() == line + "\n"
@@ -179,28 +229,68 @@ def test_main_prints_one_line_when_the_budget_skips_everything(tmp_path):
 
 def test_a_failing_worker_becomes_an_error_entry():
     """The subprocess plumbing: a worker that cannot build its model reports an error, no crash."""
-    job = {"mode": "torch_eager", "config": {"name": "no_such_net", "size": 32, "batch": 2, "learning_rate": 0.1},
-           "head": [[32, 32], 64], "steps": 1, "warmup": 1, "repeats": 1, "device": "cpu", "precision": "bf16",
-           "keras_data": "device", "keras_metrics": "none", "steps_per_execution": 1,
-           "torch_memory_format": "contiguous", "compile_mode": "default", "covariate_dim": 6, "params_only": False}
+    job = {
+        "mode": "torch_eager",
+        "config": {"name": "no_such_net", "size": 32, "batch": 2, "learning_rate": 0.1},
+        "head": [[32, 32], 64],
+        "steps": 1,
+        "warmup": 1,
+        "repeats": 1,
+        "device": "cpu",
+        "precision": "bf16",
+        "keras_data": "device",
+        "keras_metrics": "none",
+        "steps_per_execution": 1,
+        "torch_memory_format": "contiguous",
+        "compile_mode": "default",
+        "covariate_dim": 6,
+        "params_only": False,
+    }
     result = gpu.run_job(job, timeout=120)
     assert result["error"] and "img_per_s" not in result
 
 
 def _smoke_environment() -> bool:
-    found = {name: importlib.util.find_spec(name) is not None
-             for name in ("jax", "keras", "keras_hub", "torch", "torchvision", "tensorflow")}
+    found = {
+        name: importlib.util.find_spec(name) is not None
+        for name in ("jax", "keras", "keras_hub", "torch", "torchvision", "tensorflow")
+    }
     # keras-hub imports TensorFlow whenever it is installed, so the no-TF run needs an env without it.
     return all(found[n] for n in ("jax", "keras", "keras_hub", "torch", "torchvision")) and not found["tensorflow"]
 
 
-@pytest.mark.skipif(not _smoke_environment(), reason="needs jax, keras, keras-hub, torch, torchvision and no tensorflow")
+@pytest.mark.skipif(
+    not _smoke_environment(), reason="needs jax, keras, keras-hub, torch, torchvision and no tensorflow"
+)
 def test_cpu_smoke_run(tmp_path):
     out = tmp_path / "bench.jsonl"
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--device", "cpu", "--configs", "resnet18", "--modes", "keras_jax,torch_eager",
-         "--steps", "1", "--warmup", "1", "--repeats", "1", "--batch", "2", "--size", "32", "--out", str(out)],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(BENCH),
+            "--device",
+            "cpu",
+            "--configs",
+            "resnet18",
+            "--modes",
+            "keras_jax,torch_eager",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--batch",
+            "2",
+            "--size",
+            "32",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads(done.stdout.strip().splitlines()[-1])
     assert json.loads(out.read_text().splitlines()[-1]) == record

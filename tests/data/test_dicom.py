@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 pydicom = pytest.importorskip(
-    "pydicom", reason="DICOM support needs the optional pydicom: pip install '.[dicom]' (it is in '.[dev]')")
+    "pydicom", reason="DICOM support needs the optional pydicom: pip install '.[dicom]' (it is in '.[dev]')"
+)
 
 from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
@@ -54,8 +55,9 @@ def test_rle_and_other_syntaxes_decode_identically(name):
     np.testing.assert_array_equal(read_image(get_testdata_file(name)), read_image(get_testdata_file("MR_small.dcm")))
 
 
-@pytest.mark.parametrize("name, syntax", [("MR_small_jp2klossless.dcm", "JPEG 2000"),
-                                          ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS")])
+@pytest.mark.parametrize(
+    "name, syntax", [("MR_small_jp2klossless.dcm", "JPEG 2000"), ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS")]
+)
 def test_compressed_decodes_or_names_the_syntax_and_package(name, syntax):
     path = get_testdata_file(name)
     uid = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
@@ -87,11 +89,14 @@ def test_rgb_dicom_becomes_luma():
     np.testing.assert_allclose(read_image(path), rgb @ [0.299, 0.587, 0.114], atol=1e-3)
 
 
-@pytest.mark.parametrize("name, expect", [
-    ("rtplan.dcm", "no image pixel data"),
-    ("MR_truncated.dcm", "corrupt or truncated"),
-    ("rtdose.dcm", "15 frames"),
-])
+@pytest.mark.parametrize(
+    "name, expect",
+    [
+        ("rtplan.dcm", "no image pixel data"),
+        ("MR_truncated.dcm", "corrupt or truncated"),
+        ("rtdose.dcm", "15 frames"),
+    ],
+)
 def test_unusable_dicom_files(name, expect):
     path = get_testdata_file(name)
     with pytest.raises(OsteoInputError, match=expect) as err:
@@ -118,8 +123,11 @@ def test_8_bit_and_signed_16_bit(tmp_path, write_dicom):
 
 def test_rescale_slope_and_intercept(tmp_path, write_dicom):
     pixels = np.array([[0, 10], [20, 4095]], np.uint16)
-    out = read_image(write_dicom(tmp_path / "r.dcm", pixels, bits_stored=12, RescaleSlope="2.5",
-                                 RescaleIntercept="-100", RescaleType="US"))
+    out = read_image(
+        write_dicom(
+            tmp_path / "r.dcm", pixels, bits_stored=12, RescaleSlope="2.5", RescaleIntercept="-100", RescaleType="US"
+        )
+    )
     np.testing.assert_allclose(out, pixels * 2.5 - 100.0)
 
 
@@ -168,7 +176,8 @@ def test_dicom_by_marker_without_suffix_and_in_a_manifest(tmp_path, write_dicom)
     write_dicom(tmp_path / "scan_0002.dcm", pixels[::-1].copy())
     (tmp_path / "m.csv").write_text(
         "image,patient_id,age,sex,bmi,t_score,roi_x,roi_y,roi_w,roi_h\n"
-        "scan_0001,P1,70,F,22,-3,0,0,4,4\nscan_0002.dcm,P2,60,M,25,-1,,,,\n")
+        "scan_0001,P1,70,F,22,-3,0,0,4,4\nscan_0002.dcm,P2,60,M,25,-1,,,,\n"
+    )
     cohort = read_manifest(tmp_path / "m.csv", ManifestConfig(min_image_size=4))  # 8×8 px scans, a 4×4 box
     assert len(cohort) == 2
     np.testing.assert_array_equal(read_image(cohort["image"][0], (0, 0, 4, 4)), pixels[:4, :4])

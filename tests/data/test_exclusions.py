@@ -46,9 +46,16 @@ def bad_manifest(cohort_dir):
     return path
 
 
-REASONS = {3: "invalid age", 5: "missing bmi", 7: "image not found", 9: "image unreadable or unsupported",
-           11: "label disagrees with T-score", 13: "wrong number of values in the row", 2: "duplicate image",
-           38: "duplicate image"}
+REASONS = {
+    3: "invalid age",
+    5: "missing bmi",
+    7: "image not found",
+    9: "image unreadable or unsupported",
+    11: "label disagrees with T-score",
+    13: "wrong number of values in the row",
+    2: "duplicate image",
+    38: "duplicate image",
+}
 
 
 def test_check_lists_every_invalid_row_with_reason(bad_manifest):
@@ -94,8 +101,19 @@ def test_all_rows_invalid_is_an_error(tmp_path):
 
 def test_training_records_exclusions_in_the_run(bad_manifest, tmp_path, capsys):
     run = tmp_path / "run"
-    common = ["train", "--manifest", str(bad_manifest), "--out", str(run), "--mode", "covariates_only",
-              "--epochs", "1", "--verbose", "0"]
+    common = [
+        "train",
+        "--manifest",
+        str(bad_manifest),
+        "--out",
+        str(run),
+        "--mode",
+        "covariates_only",
+        "--epochs",
+        "1",
+        "--verbose",
+        "0",
+    ]
     assert main(common) == 2 and not run.exists()
     assert main([*common, "--allow-exclusions"]) == 0
     assert "8 excluded, 29 valid" in capsys.readouterr().out

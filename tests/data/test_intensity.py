@@ -11,7 +11,7 @@ from PIL import Image
 from osteo_tf.data.images import Intensity, parse_intensity
 from osteo_tf.data.pipeline import load_image, normalize_intensity, preprocess_gray
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.training.config import TrainConfig
+from osteo_tf.runs.config import TrainConfig
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from osteo_tf.data.manifest import ManifestColumns, ManifestConfig, ManifestConfigError, check_manifest, read_manifest
+from osteo_tf.data.manifest import ManifestConfig, ManifestConfigError, check_manifest, read_manifest
 from osteo_tf.errors import OsteoInputError
 
 HEADER = ["image", "patient_id", "age", "sex", "bmi", "t_score"]
@@ -35,8 +35,7 @@ def folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def write_csv(folder: Path, header: list[str], rows: list[list[str]],
-              name: str = "cohort.csv") -> Path:
+def write_csv(folder: Path, header: list[str], rows: list[list[str]], name: str = "cohort.csv") -> Path:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([header, *rows])
     path = folder / name
@@ -44,8 +43,9 @@ def write_csv(folder: Path, header: list[str], rows: list[list[str]],
     return path
 
 
-def with_cell(row: int, column: str, value: str, header: list[str] = HEADER,
-              rows: list[list[str]] = ROWS) -> list[list[str]]:
+def with_cell(
+    row: int, column: str, value: str, header: list[str] = HEADER, rows: list[list[str]] = ROWS
+) -> list[list[str]]:
     """A copy of rows with one cell replaced."""
     out = [list(r) for r in rows]
     out[row][header.index(column)] = value
@@ -114,15 +114,24 @@ def test_bmi_derived_from_height_and_weight(folder: Path) -> None:
 
 def test_configurable_columns_and_sex_codes(folder: Path) -> None:
     header = ["File", "Subject", "Age_y", "Gender", "BMI", "T", "Fx"]
-    rows = [[r[0], r[1], r[2], code, r[4], r[5], fx]
-            for r, code, fx in zip(ROWS, ["0", "1", " 0 "], ["Yes", "no", "TRUE"])]
-    cfg = ManifestConfig.from_dict({
-        "columns": {"image": "File", "patient_id": "Subject", "age": "Age_y",
-                    "sex": "Gender", "bmi": "BMI", "t_score": "T",
-                    "hip_fracture_history": "Fx"},
-        "sex_codes": {0: "F", "1": "m"},  # YAML may give int keys
-        "required": ["age", "sex", "bmi", "hip_fracture_history"],
-    })
+    rows = [
+        [r[0], r[1], r[2], code, r[4], r[5], fx] for r, code, fx in zip(ROWS, ["0", "1", " 0 "], ["Yes", "no", "TRUE"])
+    ]
+    cfg = ManifestConfig.from_dict(
+        {
+            "columns": {
+                "image": "File",
+                "patient_id": "Subject",
+                "age": "Age_y",
+                "sex": "Gender",
+                "bmi": "BMI",
+                "t_score": "T",
+                "hip_fracture_history": "Fx",
+            },
+            "sex_codes": {0: "F", "1": "m"},  # YAML may give int keys
+            "required": ["age", "sex", "bmi", "hip_fracture_history"],
+        }
+    )
     df = read_manifest(write_csv(folder, header, rows), cfg)
     assert df["sex"].tolist() == ["F", "M", "F"]
     assert df["hip_fracture_history"].dtype == np.int64
@@ -147,26 +156,26 @@ def test_absolute_and_parent_paths(folder: Path) -> None:
     rows = with_cell(1, "image", "../b.png", rows=rows)
     rows = with_cell(2, "image", "./../manifests/../c.png", rows=rows)
     df = read_manifest(write_csv(sub, HEADER, rows))
-    assert df["image"].tolist() == [str((folder / n).resolve()) for n in ("a.png", "b.png",
-                                                                          "c.png")]
+    assert df["image"].tolist() == [str((folder / n).resolve()) for n in ("a.png", "b.png", "c.png")]
 
 
 def test_roi_columns_nullable(folder: Path) -> None:
     header = HEADER + ["roi_x", "roi_y", "roi_w", "roi_h"]
-    rows = [ROWS[0] + ["1", "2", "40", "36"], ROWS[1] + ["", "", "", ""], ROWS[2] + ["0", "0",
-                                                                                    "50", "40"]]
+    rows = [ROWS[0] + ["1", "2", "40", "36"], ROWS[1] + ["", "", "", ""], ROWS[2] + ["0", "0", "50", "40"]]
     df = read_manifest(write_csv(folder, header, rows))
     assert str(df["roi_x"].dtype) == "Int64"
     assert df["roi_w"].tolist()[0] == 40 and pd.isna(df["roi_w"][1])
 
 
 def test_line_numbers_skip_blank_lines_and_quoted_newlines(folder: Path) -> None:
-    text = ("\ufeffimage,patient_id,age,sex,bmi,t_score,note\n"
-            "a.png,P1,70,F,22.5,-3,\"two\nlines\"\n"
-            "\n"
-            "b.png,P2,55,M,27,-1,\n"
-            ",,,,,,\n"
-            "c.png,P3,63,F,24,-2,x\n")
+    text = (
+        "\ufeffimage,patient_id,age,sex,bmi,t_score,note\n"
+        'a.png,P1,70,F,22.5,-3,"two\nlines"\n'
+        "\n"
+        "b.png,P2,55,M,27,-1,\n"
+        ",,,,,,\n"
+        "c.png,P3,63,F,24,-2,x\n"
+    )
     path = folder / "cohort.csv"
     path.write_text(text, encoding="utf-8")
     df = read_manifest(path)
@@ -203,33 +212,45 @@ def test_config_from_dict_rejects_unknown_keys() -> None:
         ManifestConfig.from_dict({"columns": {"agee": "Age"}})
 
 
-@pytest.mark.parametrize("bad", [
-    {"sex_codes": {"0": "X"}}, {"required": ["weight"]}, {"required": "age"},
-    {"check_images": "yes"}, {"t_score_threshold": "low"},
-    {"columns": {"age": "x", "bmi": "x"}}, {"columns": {"age": ""}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sex_codes": {"0": "X"}},
+        {"required": ["weight"]},
+        {"required": "age"},
+        {"check_images": "yes"},
+        {"t_score_threshold": "low"},
+        {"columns": {"age": "x", "bmi": "x"}},
+        {"columns": {"age": ""}},
+    ],
+)
 def test_config_bad_values(bad: dict) -> None:
     with pytest.raises(OsteoInputError):
         ManifestConfig.from_dict(bad)
 
 
 def test_config_errors_name_the_key() -> None:
-    for bad, expect in [({"columns": {"age": 5}}, "manifest config: columns.age: must be a non-empty column name, got 5"),
-                        ({"sex_codes": {"0": "X"}}, "manifest config: sex_codes.0: must be 'F' or 'M', got 'X'"),
-                        ({"required": {"age": 1}}, "manifest config: required: must be a list of covariate names"),
-                        ({"columns": {"agee": "Age"}}, "manifest config: columns: unknown option(s) 'agee'")]:
+    for bad, expect in [
+        ({"columns": {"age": 5}}, "manifest config: columns.age: must be a non-empty column name, got 5"),
+        ({"sex_codes": {"0": "X"}}, "manifest config: sex_codes.0: must be 'F' or 'M', got 'X'"),
+        ({"required": {"age": 1}}, "manifest config: required: must be a list of covariate names"),
+        ({"columns": {"agee": "Age"}}, "manifest config: columns: unknown option(s) 'agee'"),
+    ]:
         with pytest.raises(ManifestConfigError) as err:
             ManifestConfig.from_dict(bad)
         assert str(err.value).startswith(expect), str(err.value)
 
 
-@pytest.mark.parametrize("text, expect", [
-    ("columns: {age: 5}\n", "columns.age: must be a non-empty column name, got 5"),
-    ("min_image_size: big\n", "min_image_size: must be a whole number of pixels >= 1 (default 32), got 'big'"),
-    ("sex_codes: {'0': X}\n", "sex_codes.0: must be 'F' or 'M', got 'X'"),
-    ("colums: {}\n", "unknown option(s) 'colums'"),
-    ("- columns\n", "must be a mapping of options, got ['columns']"),
-])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("columns: {age: 5}\n", "columns.age: must be a non-empty column name, got 5"),
+        ("min_image_size: big\n", "min_image_size: must be a whole number of pixels >= 1 (default 32), got 'big'"),
+        ("sex_codes: {'0': X}\n", "sex_codes.0: must be 'F' or 'M', got 'X'"),
+        ("colums: {}\n", "unknown option(s) 'colums'"),
+        ("- columns\n", "must be a mapping of options, got ['columns']"),
+    ],
+)
 def test_manifest_config_yaml_errors_name_the_file_and_key(tmp_path: Path, text: str, expect: str) -> None:
     path = tmp_path / "cohort.yaml"
     path.write_text(text)
@@ -260,8 +281,11 @@ def test_manifest_config_yaml_file_problems_name_the_file(tmp_path: Path) -> Non
 def test_image_below_min_image_size_is_a_row_problem_naming_file_and_size(folder: Path) -> None:
     Image.fromarray(np.full((1, 1), 100, np.uint8)).save(folder / "tiny.png")
     path = write_csv(folder, HEADER, with_cell(2, "image", "tiny.png"))
-    assert_names(error(path), "cohort.csv, line 4, column 'image': tiny.png is 1×1 px; images must be at "
-                              "least 32×32 px (ManifestConfig.min_image_size)")
+    assert_names(
+        error(path),
+        "cohort.csv, line 4, column 'image': tiny.png is 1×1 px; images must be at "
+        "least 32×32 px (ManifestConfig.min_image_size)",
+    )
     check = check_manifest(path)
     assert check.counts == {"image too small": 1} and check.exclusions["line"].tolist() == [4]
     assert check.cohort["patient_id"].tolist() == ["P1", "P2"]
@@ -280,8 +304,11 @@ def test_a_roi_crop_below_min_image_size_is_refused_even_in_a_large_image(folder
     rows = [r + ["0", "0", "50", "40"] for r in ROWS]
     rows[1][6:] = ["2", "3", "40", "8"]
     path = write_csv(folder, header, rows)
-    assert_names(error(path), "cohort.csv, line 3, column 'image': b.png: the ROI box (x=2, y=3, w=40, h=8) is "
-                              "40×8 px; ROI crops must be at least 32×32 px (ManifestConfig.min_image_size)")
+    assert_names(
+        error(path),
+        "cohort.csv, line 3, column 'image': b.png: the ROI box (x=2, y=3, w=40, h=8) is "
+        "40×8 px; ROI crops must be at least 32×32 px (ManifestConfig.min_image_size)",
+    )
     assert check_manifest(path).counts == {"ROI too small": 1}
     assert len(read_manifest(path, ManifestConfig(min_image_size=8))) == 3
 
@@ -309,8 +336,9 @@ def test_manifest_is_a_folder(tmp_path: Path) -> None:
     assert_names(error(tmp_path), "folder", str(tmp_path))
 
 
-@pytest.mark.parametrize("content", [b"PK\x03\x04zipdata", b"\x89PNG\r\n\x1a\n\x00\x00",
-                                     "image,age\n".encode("utf-16")])
+@pytest.mark.parametrize(
+    "content", [b"PK\x03\x04zipdata", b"\x89PNG\r\n\x1a\n\x00\x00", "image,age\n".encode("utf-16")]
+)
 def test_manifest_not_a_csv(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "cohort.csv"
     path.write_bytes(content)
@@ -333,8 +361,7 @@ def test_empty_manifest(tmp_path: Path, text: str) -> None:
 def test_missing_required_column(folder: Path) -> None:
     header = ["image", "patient_id", "Age", "sex", "bmi", "t_score"]
     msg = error(write_csv(folder, header, ROWS))
-    assert_names(msg, "cohort.csv, line 1", "'age'", "'Age'", "'patient_id', 'Age'",
-                 "ManifestColumns", "columns:")
+    assert_names(msg, "cohort.csv, line 1", "'age'", "'Age'", "'patient_id', 'Age'", "ManifestColumns", "columns:")
 
 
 def test_missing_label_and_t_score_columns(folder: Path) -> None:
@@ -344,8 +371,7 @@ def test_missing_label_and_t_score_columns(folder: Path) -> None:
 
 def test_hip_protocol_requires_fracture_history(folder: Path) -> None:
     cfg = ManifestConfig(required=("age", "sex", "bmi", "hip_fracture_history"))
-    assert_names(error(write_csv(folder, HEADER, ROWS), cfg), "'hip_fracture_history'",
-                 "line 1")
+    assert_names(error(write_csv(folder, HEADER, ROWS), cfg), "'hip_fracture_history'", "line 1")
 
 
 def test_bmi_column_or_height_and_weight_required(folder: Path) -> None:
@@ -371,8 +397,9 @@ def test_wrong_number_of_values(folder: Path) -> None:
     rows[1].append("extra")
     rows[2] = with_cell(2, "age", "abc")[2]
     msg = error(write_csv(folder, HEADER, rows))
-    assert_names(msg, "cohort.csv, line 3", "7 values", "6 columns",
-                 "line 4, column 'age'")  # the other rows are still checked
+    assert_names(
+        msg, "cohort.csv, line 3", "7 values", "6 columns", "line 4, column 'age'"
+    )  # the other rows are still checked
 
 
 # -------------------------------------------------------------------- row errors
@@ -380,8 +407,9 @@ def test_wrong_number_of_values(folder: Path) -> None:
 
 def test_image_missing(folder: Path) -> None:
     msg = error(write_csv(folder, HEADER, with_cell(1, "image", "scans/nope.png")))
-    assert_names(msg, "cohort.csv, line 3, column 'image'", "not found",
-                 str(folder / "scans" / "nope.png"), "resolved against")
+    assert_names(
+        msg, "cohort.csv, line 3, column 'image'", "not found", str(folder / "scans" / "nope.png"), "resolved against"
+    )
 
 
 def test_image_corrupt(folder: Path) -> None:
@@ -396,30 +424,35 @@ def test_image_dicom_broken(folder: Path) -> None:
     assert_names(msg, "line 2, column 'image'", "DICOM", "x.dcm")
 
 
-@pytest.mark.parametrize("column, value, expect", [
-    ("age", "abc", "'abc' is not a number (expected years, 0–120)"),
-    ("age", "130", "'130' is out of range (expected years, 0–120)"),
-    ("age", "-1", "'-1' is out of range"),
-    ("age", "nan", "'nan' is not a number"),
-    ("age", "62,5",
-     "'62,5' is not a number (expected years, 0–120) — use '.' as the decimal separator"),
-    ("bmi", "9.9", "'9.9' is out of range (expected kg/m², 10–70)"),
-    ("bmi", "kg", "'kg' is not a number"),
-    ("t_score", "-11", "'-11' is out of range (expected DXA T-score, -10 to +10)"),
-    ("t_score", "low", "'low' is not a number"),
-])
+@pytest.mark.parametrize(
+    "column, value, expect",
+    [
+        ("age", "abc", "'abc' is not a number (expected years, 0–120)"),
+        ("age", "130", "'130' is out of range (expected years, 0–120)"),
+        ("age", "-1", "'-1' is out of range"),
+        ("age", "nan", "'nan' is not a number"),
+        ("age", "62,5", "'62,5' is not a number (expected years, 0–120) — use '.' as the decimal separator"),
+        ("bmi", "9.9", "'9.9' is out of range (expected kg/m², 10–70)"),
+        ("bmi", "kg", "'kg' is not a number"),
+        ("t_score", "-11", "'-11' is out of range (expected DXA T-score, -10 to +10)"),
+        ("t_score", "low", "'low' is not a number"),
+    ],
+)
 def test_bad_numbers(folder: Path, column: str, value: str, expect: str) -> None:
     msg = error(write_csv(folder, HEADER, with_cell(1, column, value)))
     assert_names(msg, f"cohort.csv, line 3, column '{column}': {expect}")
 
 
-@pytest.mark.parametrize("height, weight, expect", [
-    ("0", "60", "column 'height_cm': '0' is out of range"),
-    ("170", "-5", "column 'weight_kg': '-5' is out of range"),
-    ("400", "60", "column 'height_cm'"),
-    ("170", "900", "column 'weight_kg'"),
-    ("250", "20", "column 'height_cm/weight_kg': BMI from height 250 cm"),
-])
+@pytest.mark.parametrize(
+    "height, weight, expect",
+    [
+        ("0", "60", "column 'height_cm': '0' is out of range"),
+        ("170", "-5", "column 'weight_kg': '-5' is out of range"),
+        ("400", "60", "column 'height_cm'"),
+        ("170", "900", "column 'weight_kg'"),
+        ("250", "20", "column 'height_cm/weight_kg': BMI from height 250 cm"),
+    ],
+)
 def test_bad_height_weight(folder: Path, height: str, weight: str, expect: str) -> None:
     header = ["image", "patient_id", "age", "sex", "height_cm", "weight_kg", "t_score"]
     rows = [r[:4] + ["170", "70", r[5]] for r in ROWS]
@@ -433,23 +466,25 @@ def test_missing_values_grouped_by_column(folder: Path) -> None:
     rows = with_cell(1, "sex", " ", rows=rows)
     rows = with_cell(1, "patient_id", "", rows=rows)
     msg = error(write_csv(folder, HEADER, rows))
-    assert_names(msg, "cohort.csv, lines 2 and 4, column 'bmi': value is missing",
-                 "line 3, column 'sex': value is missing",
-                 "line 3, column 'patient_id': value is missing", "--impute")
+    assert_names(
+        msg,
+        "cohort.csv, lines 2 and 4, column 'bmi': value is missing",
+        "line 3, column 'sex': value is missing",
+        "line 3, column 'patient_id': value is missing",
+        "--impute",
+    )
 
 
 def test_unknown_sex_code(folder: Path) -> None:
     msg = error(write_csv(folder, HEADER, with_cell(0, "sex", "X")))
-    assert_names(msg, "cohort.csv, line 2, column 'sex': 'X'", "'female'", "'male'",
-                 "sex_codes")
+    assert_names(msg, "cohort.csv, line 2, column 'sex': 'X'", "'female'", "'male'", "sex_codes")
 
 
 def test_bad_label(folder: Path) -> None:
     header = HEADER[:-1] + ["label"]
     rows = [r[:-1] + [lab] for r, lab in zip(ROWS, ["1", "2", "yes"])]
     msg = error(write_csv(folder, header, rows))
-    assert_names(msg, "line 3, column 'label': '2' is not a valid label",
-                 "line 4, column 'label': 'yes'", "0 or 1")
+    assert_names(msg, "line 3, column 'label': '2' is not a valid label", "line 4, column 'label': 'yes'", "0 or 1")
 
 
 def test_label_disagrees_with_t_score(folder: Path) -> None:
@@ -469,8 +504,7 @@ def test_bad_hip_fracture_code(folder: Path) -> None:
     header = HEADER + ["hip_fracture_history"]
     rows = [r + [v] for r, v in zip(ROWS, ["yes", "maybe", "0"])]
     msg = error(write_csv(folder, header, rows))
-    assert_names(msg, "cohort.csv, line 3, column 'hip_fracture_history': 'maybe'",
-                 "yes/no")
+    assert_names(msg, "cohort.csv, line 3, column 'hip_fracture_history': 'maybe'", "yes/no")
 
 
 def test_duplicate_image_rows(folder: Path) -> None:
@@ -482,8 +516,7 @@ def test_duplicate_image_rows(folder: Path) -> None:
 def test_patient_sex_disagrees(folder: Path) -> None:
     rows = with_cell(1, "patient_id", "P1")  # P1 is F on line 2, M on line 3
     msg = error(write_csv(folder, HEADER, rows))
-    assert_names(msg, "cohort.csv, lines 2 and 3, column 'sex'", "patient 'P1'",
-                 "F on line 2", "M on line 3")
+    assert_names(msg, "cohort.csv, lines 2 and 3, column 'sex'", "patient 'P1'", "F on line 2", "M on line 3")
 
 
 def test_same_patient_same_sex_is_fine(folder: Path) -> None:
@@ -501,11 +534,11 @@ def test_roi_outside_image(folder: Path) -> None:
 
 def test_roi_bad_values_and_partial_rows(folder: Path) -> None:
     header = HEADER + ["roi_x", "roi_y", "roi_w", "roi_h"]
-    rows = [ROWS[0] + ["-1", "0", "4", "4"], ROWS[1] + ["1", "", "", ""],
-            ROWS[2] + ["0", "0", "2.5", "4"]]
+    rows = [ROWS[0] + ["-1", "0", "4", "4"], ROWS[1] + ["1", "", "", ""], ROWS[2] + ["0", "0", "2.5", "4"]]
     msg = error(write_csv(folder, header, rows))
-    assert_names(msg, "line 2, column 'roi_x': '-1'", "line 3, column 'roi_y': incomplete",
-                 "line 4, column 'roi_w': '2.5'")
+    assert_names(
+        msg, "line 2, column 'roi_x': '-1'", "line 3, column 'roi_y': incomplete", "line 4, column 'roi_w': '2.5'"
+    )
 
 
 def test_all_problems_collected_and_capped(folder: Path) -> None:
@@ -521,14 +554,39 @@ def test_all_problems_collected_and_capped(folder: Path) -> None:
 
 _GARBAGE = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["", " ", "nan", "inf", "-inf", "1e400", "1e-400", "1_000", "0x1F",
-                     "٣", "1,5", "..", "/", "~", "\\x", "a.png\x00", '"', "\n", "\r",
-                     "line", "image", "age", "-2.5", "1e300", "  ,  "]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "nan",
+            "inf",
+            "-inf",
+            "1e400",
+            "1e-400",
+            "1_000",
+            "0x1F",
+            "٣",
+            "1,5",
+            "..",
+            "/",
+            "~",
+            "\\x",
+            "a.png\x00",
+            '"',
+            "\n",
+            "\r",
+            "line",
+            "image",
+            "age",
+            "-2.5",
+            "1e300",
+            "  ,  ",
+        ]
+    ),
     st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3),
     st.binary(max_size=12).map(lambda b: b.decode("latin-1")),
 )
-_FULL_HEADER = HEADER + ["label", "hip_fracture_history", "roi_x", "roi_y", "roi_w",
-                         "roi_h", "extra"]
+_FULL_HEADER = HEADER + ["label", "hip_fracture_history", "roi_x", "roi_y", "roi_w", "roi_h", "extra"]
 _FULL_ROWS = [r + [lab, "no", "0", "0", "40", "32", "x"] for r, lab in zip(ROWS, "101")]
 
 
@@ -539,12 +597,15 @@ def garbage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=st.lists(st.tuples(st.integers(0, len(_FULL_ROWS)),
-                                st.integers(0, len(_FULL_HEADER) - 1), _GARBAGE),
-                      min_size=1, max_size=3),
-       check_images=st.booleans())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_FULL_ROWS)), st.integers(0, len(_FULL_HEADER) - 1), _GARBAGE),
+        min_size=1,
+        max_size=3,
+    ),
+    check_images=st.booleans(),
+)
 def test_garbage_cells_only_raise_osteo_input_error(
     garbage_dir: Path, edits: list[tuple[int, int, str]], check_images: bool
 ) -> None:
@@ -563,8 +624,7 @@ def test_garbage_cells_only_raise_osteo_input_error(
         assert len(df) == 3 and set(df["label"]) <= {0, 1}
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=200))
 def test_garbage_bytes_only_raise_osteo_input_error(garbage_dir: Path, data: bytes) -> None:
     path = garbage_dir / "bytes.csv"

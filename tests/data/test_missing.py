@@ -59,9 +59,14 @@ def test_encoder_refuses_missing_values_listing_them():
 
 
 def test_median_imputation_uses_training_rows_and_adds_indicators():
-    cohort = pd.DataFrame({
-        "age": [50.0, 60.0, 90.0, np.nan, 30.0, np.nan], "bmi": [20.0, 21.0, 22.0, 23.0, 24.0, 25.0],
-        "sex": ["F", "F", "M", None, "M", "F"], "line": [2, 3, 4, 5, 6, 7]})
+    cohort = pd.DataFrame(
+        {
+            "age": [50.0, 60.0, 90.0, np.nan, 30.0, np.nan],
+            "bmi": [20.0, 21.0, 22.0, 23.0, 24.0, 25.0],
+            "sex": ["F", "F", "M", None, "M", "F"],
+            "line": [2, 3, 4, 5, 6, 7],
+        }
+    )
     train, test = cohort.iloc[:4], cohort.iloc[4:]
     encoder = CovariateEncoder.for_columns(("age", "bmi", "sex"), cohort, impute="median").fit(train)
     assert encoder.imputed == ("age", "sex")  # bmi has no gap anywhere: no indicator
@@ -88,8 +93,28 @@ def test_impute_median_training_run_records_it(phantom, tmp_path, capsys):
     assert "lines 2, 5, 10, column 'age'" in refused and "line 7, column 'hip_fracture_history'" in refused
     assert "--impute median" in refused
     assert not run.exists()
-    assert main(["train", "--manifest", str(path), "--out", str(run), "--mode", "covariates_only",
-                 "--impute", "median", "--epochs", "1", "--batch-size", "16", "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--manifest",
+                str(path),
+                "--out",
+                str(run),
+                "--mode",
+                "covariates_only",
+                "--impute",
+                "median",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     config = json.loads((run / "config.json").read_text())
     encoder = json.loads((run / "covariate_encoder.json").read_text())
     assert config["train"]["impute"] == "median"

@@ -7,8 +7,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from osteo_tf.data.pipeline import (CACHE_CHOICES, augment, cache_key, load_image, make_dataset, prepare_disk_cache,
-                                    rotate)
+from osteo_tf.data.pipeline import (
+    CACHE_CHOICES,
+    augment,
+    cache_key,
+    load_image,
+    make_dataset,
+    prepare_disk_cache,
+    rotate,
+)
 from osteo_tf.models import get_backbone_spec
 
 SIZE = 32
@@ -42,23 +49,32 @@ def test_roi_crop_changes_the_content(cohort):
 def test_dataset_yields_dict_inputs_and_labels(cohort):
     covariates = np.arange(12, dtype=np.float32).reshape(6, 2)
     spec = get_backbone_spec("efficientnet_b0")
-    dataset = make_dataset(cohort, covariates, spec, SIZE, batch_size=4, training=False)
-    (inputs, labels), = dataset.take(1).as_numpy_iterator()
+    dataset = make_dataset(
+        cohort, covariates, image_size=SIZE, normalization=spec.normalization, batch_size=4, training=False
+    )
+    ((inputs, labels),) = dataset.take(1).as_numpy_iterator()
     assert inputs["image"].shape == (4, SIZE, SIZE, 3)
     np.testing.assert_array_equal(inputs["covariates"], covariates[:4])
     np.testing.assert_array_equal(labels[:, 0], [0, 1, 0, 1])
 
 
 def test_resnet_images_are_imagenet_normalised(cohort):
-    dataset = make_dataset(cohort, None, get_backbone_spec("resnet18"), SIZE, batch_size=6, training=False)
-    (inputs, _), = dataset.as_numpy_iterator()
+    dataset = make_dataset(
+        cohort,
+        None,
+        image_size=SIZE,
+        normalization=get_backbone_spec("resnet18").normalization,
+        batch_size=6,
+        training=False,
+    )
+    ((inputs, _),) = dataset.as_numpy_iterator()
     assert set(inputs) == {"image"}
     assert inputs["image"].min() < -1.5 and inputs["image"].max() > 2.0  # (x − mean)/std, not [0, 255]
 
 
 def test_covariates_only_reads_no_images(tmp_path):
     cohort = pd.DataFrame({"image": [str(tmp_path / "missing.png")] * 4, "label": [0, 1, 0, 1]})
-    dataset = make_dataset(cohort, np.ones((4, 3), np.float32), None, SIZE, batch_size=2, training=True)
+    dataset = make_dataset(cohort, np.ones((4, 3), np.float32), image_size=None, batch_size=2, training=True)
     batches = list(dataset.as_numpy_iterator())
     assert len(batches) == 2 and set(batches[0][0]) == {"covariates"}
 
@@ -67,7 +83,9 @@ def test_training_augmentation_is_seeded_and_only_for_training(cohort):
     spec = get_backbone_spec("efficientnet_b0")
 
     def first_epoch(training, seed):
-        ds = make_dataset(cohort, None, spec, SIZE, batch_size=6, training=training, seed=seed)
+        ds = make_dataset(
+            cohort, None, image_size=SIZE, normalization=spec.normalization, batch_size=6, training=training, seed=seed
+        )
         return next(ds.as_numpy_iterator())[0]["image"]
 
     np.testing.assert_array_equal(first_epoch(True, 1), first_epoch(True, 1))
@@ -83,7 +101,16 @@ def test_an_epochs_batches_depend_on_seed_and_epoch_only(cohort):
 
     def epochs(numbers):
         epoch = tf.Variable(0, dtype=tf.int64)
-        dataset = make_dataset(cohort, covariates, spec, SIZE, batch_size=4, training=True, seed=3, epoch=epoch)
+        dataset = make_dataset(
+            cohort,
+            covariates,
+            image_size=SIZE,
+            normalization=spec.normalization,
+            batch_size=4,
+            training=True,
+            seed=3,
+            epoch=epoch,
+        )
         out = {}
         for number in numbers:
             epoch.assign(number)
@@ -95,10 +122,19 @@ def test_an_epochs_batches_depend_on_seed_and_epoch_only(cohort):
     order = {n: np.concatenate([x["covariates"][:, 0] for x, _ in batches]) for n, batches in straight.items()}
     assert sorted(order[0]) == sorted(order[2]) == list(range(0, 12, 2))  # every item once per epoch
     assert not np.array_equal(order[0], order[1]) or not np.array_equal(order[1], order[2])  # reshuffled
-    by_item = {n: {int(c): x["image"][i] for x, _ in batches for i, c in enumerate(x["covariates"][:, 0])}
-               for n, batches in straight.items()}
+    by_item = {
+        n: {int(c): x["image"][i] for x, _ in batches for i, c in enumerate(x["covariates"][:, 0])}
+        for n, batches in straight.items()
+    }
     assert any(not np.array_equal(by_item[0][c], by_item[2][c]) for c in by_item[0])  # augmentation varies by epoch
-    assert tf.data.experimental.cardinality(make_dataset(cohort, covariates, spec, SIZE, 4, training=True)) == 2
+    assert (
+        tf.data.experimental.cardinality(
+            make_dataset(
+                cohort, covariates, image_size=SIZE, normalization=spec.normalization, batch_size=4, training=True
+            )
+        )
+        == 2
+    )
 
 
 def test_augment_applies_to_about_half_and_keeps_range():
@@ -153,8 +189,17 @@ def test_disk_memory_and_no_cache_give_identical_batches(cohort, tmp_path, decod
     runs = {}
     for cache in ("memory", "disk", "none"):
         decodes.clear()
-        dataset = make_dataset(cohort, covariates, spec, SIZE, batch_size=4, training=training, seed=3,
-                               cache=cache, cache_file=tmp_path / "cache" / "train")
+        dataset = make_dataset(
+            cohort,
+            covariates,
+            image_size=SIZE,
+            normalization=spec.normalization,
+            batch_size=4,
+            training=training,
+            seed=3,
+            cache=cache,
+            cache_file=tmp_path / "cache" / "train",
+        )
         runs[cache] = _epochs(dataset)
         assert len(decodes) == (12 if cache == "none" else 6), cache  # cached: decoded in the first epoch only
     _assert_same_epochs(runs["memory"], runs["disk"])
@@ -166,8 +211,17 @@ def test_disk_memory_and_no_cache_give_identical_batches(cohort, tmp_path, decod
     assert files == [f"train-{key}.data-00000-of-00001", f"train-{key}.index"]
 
     decodes.clear()  # a new dataset (e.g. a resumed run) reads the complete disk cache back
-    again = make_dataset(cohort, covariates, spec, SIZE, batch_size=4, training=training, seed=3,
-                         cache="disk", cache_file=tmp_path / "cache" / "train")
+    again = make_dataset(
+        cohort,
+        covariates,
+        image_size=SIZE,
+        normalization=spec.normalization,
+        batch_size=4,
+        training=training,
+        seed=3,
+        cache="disk",
+        cache_file=tmp_path / "cache" / "train",
+    )
     _assert_same_epochs(runs["memory"], _epochs(again))
     assert decodes == []
 
@@ -180,7 +234,8 @@ from osteo_tf.models import get_backbone_spec
 read_image = pipeline.read_image
 pipeline.read_image = lambda path, roi: read_image(path if path.endswith(("0.png", "1.png")) else "killed", roi)
 cohort = pd.read_csv(sys.argv[1])
-dataset = pipeline.make_dataset(cohort, None, get_backbone_spec("resnet18"), {size}, batch_size=2, training=False,
+dataset = pipeline.make_dataset(cohort, None, image_size={size},
+                                normalization=get_backbone_spec("resnet18").normalization, batch_size=2, training=False,
                                 cache="disk", cache_file=sys.argv[2])
 iterator = iter(dataset)
 next(iterator)  # the first epoch has written two images to the cache; the third never comes
@@ -194,26 +249,49 @@ def test_partial_cache_of_a_killed_run_does_not_break_the_next_one(cohort, tmp_p
 
     cohort.to_csv(tmp_path / "cohort.csv", index=False)
     cache_file = tmp_path / "run" / "cache" / "train"
-    subprocess.run([sys.executable, "-c", KILLED_WRITER.format(size=SIZE), str(tmp_path / "cohort.csv"), str(cache_file)],
-                   check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER.format(size=SIZE), str(tmp_path / "cohort.csv"), str(cache_file)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
     key = cache_key(cohort, SIZE)
     assert (cache_file.parent / f"train-{key}_0.lockfile").is_file()  # what tf.data leaves behind
     with pytest.raises(tf.errors.AlreadyExistsError):  # tf.data alone refuses to start a new cache
         list(tf.data.Dataset.range(3).cache(str(cache_file.parent / f"train-{key}")))
 
     spec = get_backbone_spec("resnet18")
-    expected = _epochs(make_dataset(cohort, None, spec, SIZE, batch_size=2, training=False))
-    dataset = make_dataset(cohort, None, spec, SIZE, batch_size=2, training=False, cache="disk", cache_file=cache_file)
+    expected = _epochs(
+        make_dataset(cohort, None, image_size=SIZE, normalization=spec.normalization, batch_size=2, training=False)
+    )
+    dataset = make_dataset(
+        cohort,
+        None,
+        image_size=SIZE,
+        normalization=spec.normalization,
+        batch_size=2,
+        training=False,
+        cache="disk",
+        cache_file=cache_file,
+    )
     _assert_same_epochs(expected, _epochs(dataset))
-    assert sorted(p.name for p in cache_file.parent.iterdir()) == [f"train-{key}.data-00000-of-00001", f"train-{key}.index"]
+    assert sorted(p.name for p in cache_file.parent.iterdir()) == [
+        f"train-{key}.data-00000-of-00001",
+        f"train-{key}.index",
+    ]
 
 
 def test_stale_caches_are_removed_and_others_kept(cohort, tmp_path):
     folder = tmp_path / "cache"
     folder.mkdir()
     key = cache_key(cohort, SIZE)
-    stale = [f"train-{cache_key(cohort, 48)}.index", f"train-{cache_key(cohort, 48)}.data-00000-of-00001",  # other size
-             f"train-{key}.index", f"train-{key}_0.lockfile"]  # killed while merging: index without its lockfile gone
+    stale = [
+        f"train-{cache_key(cohort, 48)}.index",
+        f"train-{cache_key(cohort, 48)}.data-00000-of-00001",  # other size
+        f"train-{key}.index",
+        f"train-{key}_0.lockfile",
+    ]  # killed while merging: index without its lockfile gone
     for name in stale + ["val-0123456789abcdef.index", "notes.txt"]:
         (folder / name).write_bytes(b"junk")
     filename = prepare_disk_cache(folder / "train", key)
@@ -224,14 +302,18 @@ def test_stale_caches_are_removed_and_others_kept(cohort, tmp_path):
 
 def test_cache_option_is_checked(cohort):
     from osteo_tf.errors import OsteoInputError
-    from osteo_tf.training import config as training_config
-    from osteo_tf.training.config import TrainConfig
+    from osteo_tf.runs import config as training_config
+    from osteo_tf.runs.config import TrainConfig
 
     spec = get_backbone_spec("resnet18")
     with pytest.raises(OsteoInputError, match="choose one of: memory"):
-        make_dataset(cohort, None, spec, SIZE, batch_size=2, training=False, cache="ram")
+        make_dataset(
+            cohort, None, image_size=SIZE, normalization=spec.normalization, batch_size=2, training=False, cache="ram"
+        )
     with pytest.raises(OsteoInputError, match="needs cache_file"):
-        make_dataset(cohort, None, spec, SIZE, batch_size=2, training=False, cache="disk")
+        make_dataset(
+            cohort, None, image_size=SIZE, normalization=spec.normalization, batch_size=2, training=False, cache="disk"
+        )
     with pytest.raises(OsteoInputError, match="invalid training option cache='ram'; choose one of: memory"):
         TrainConfig(cache="ram")
     assert TrainConfig().cache == "memory" and training_config.CACHE_CHOICES == CACHE_CHOICES
@@ -242,8 +324,17 @@ def test_train_with_disk_cache_decodes_once_and_cleans_up(tmp_path, decodes):
     from osteo_tf.training.train import prepare_run, train
 
     manifest = make_cohort("hip", 24, tmp_path / "phantom", seed=1, image_size=SIZE)
-    run = train(manifest, tmp_path / "run", backbone="resnet18", mode="image_only", image_size=SIZE, epochs=2,
-                batch_size=8, cache="disk", verbose=0)
+    run = train(
+        manifest,
+        tmp_path / "run",
+        backbone="resnet18",
+        mode="image_only",
+        image_size=SIZE,
+        epochs=2,
+        batch_size=8,
+        cache="disk",
+        verbose=0,
+    )
     splits = pd.read_csv(run.splits)["split"].value_counts()
     # train and val decoded once for 2 epochs (the cache), then val and test once more for the predictions
     assert len(decodes) == splits["train"] + 2 * splits["val"] + splits["test"]

@@ -74,10 +74,13 @@ def test_box_columns_outside_the_image_names_the_row(tmp_path):
         read_manifest(path)
 
 
-@pytest.mark.parametrize("head, cells, expect", [
-    ("roi_cx", ("1", "2"), "ROI point columns must come both or neither; missing 'roi_cy'"),
-    ("roi_cx,roi_cy,roi_x,roi_y,roi_w,roi_h", ("1,1,0,0,2,2", ",,,,,"), "keep one kind"),
-])
+@pytest.mark.parametrize(
+    "head, cells, expect",
+    [
+        ("roi_cx", ("1", "2"), "ROI point columns must come both or neither; missing 'roi_cy'"),
+        ("roi_cx,roi_cy,roi_x,roi_y,roi_w,roi_h", ("1,1,0,0,2,2", ",,,,,"), "keep one kind"),
+    ],
+)
 def test_point_column_structure(tmp_path, head, cells, expect):
     with pytest.raises(OsteoInputError, match=expect):
         read_manifest(_manifest(_folder(tmp_path), head, *cells))

@@ -1,8 +1,18 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from osteo_tf.data.splits import check_split_classes, random_split, splits_from_table, splits_table
+from osteo_tf.data.splits import (
+    check_split_classes,
+    derive_seed,
+    kfold_split,
+    kfold_splits,
+    random_split,
+    splits_from_table,
+    splits_table,
+)
 from osteo_tf.errors import OsteoInputError
 
 
@@ -62,11 +72,6 @@ def test_too_small_cohort_is_a_clear_error():
 
 # --------------------------------------------------------------------------- k-fold (dental protocol)
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from osteo_tf.data.splits import derive_seed, kfold_split, kfold_splits
-
 
 def assert_disjoint_patients(table, split):
     patients = {k: set(table["patient_id"].iloc[v]) for k, v in split.items()}
@@ -76,14 +81,24 @@ def assert_disjoint_patients(table, split):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(patients=st.integers(30, 150), folds=st.integers(2, 6), prevalence=st.floats(0.2, 0.8),
-       seed=st.integers(0, 2**16), repeat=st.integers(0, 30))
+@given(
+    patients=st.integers(30, 150),
+    folds=st.integers(2, 6),
+    prevalence=st.floats(0.2, 0.8),
+    seed=st.integers(0, 2**16),
+    repeat=st.integers(0, 30),
+)
 def test_kfold_partitions_rows_and_keeps_class_ratios_within_one(patients, folds, prevalence, seed, repeat):
     labels = (np.random.default_rng(seed).random(patients) < prevalence).astype(int)
     if min(labels.sum(), patients - labels.sum()) < 2 * folds:
-        labels[: 2 * folds], labels[2 * folds: 4 * folds] = 1, 0
-    table = pd.DataFrame({"image": [f"{p}.png" for p in range(patients)], "patient_id": [f"P{p}" for p in range(patients)],
-                          "label": labels})
+        labels[: 2 * folds], labels[2 * folds : 4 * folds] = 1, 0
+    table = pd.DataFrame(
+        {
+            "image": [f"{p}.png" for p in range(patients)],
+            "patient_id": [f"P{p}" for p in range(patients)],
+            "label": labels,
+        }
+    )
     splits = kfold_splits(table, folds, (8, 1), seed=seed, repeat=repeat)
     assert len(splits) == folds
     tests = np.concatenate([s["test"] for s in splits])
@@ -135,16 +150,27 @@ def test_a_part_of_one_class_is_refused_with_the_counts_of_every_part():
     table = cohort(patients=10, images_per_patient=1)
     labels = table["label"].to_numpy()
     positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    splits = {"train": np.concatenate([positives[1:], negatives[2:]]), "val": negatives[:1],
-              "test": np.concatenate([positives[:1], negatives[1:2]])}
-    with pytest.raises(OsteoInputError, match=r"the val part of the split has one class only \(train: "
-                       rf"{len(positives) - 1} osteoporosis and {len(negatives) - 2} non-osteoporosis rows; val: 0 "
-                       r"osteoporosis and 1 non-osteoporosis rows; test: 1 osteoporosis and 1 non-osteoporosis rows\)"):
+    splits = {
+        "train": np.concatenate([positives[1:], negatives[2:]]),
+        "val": negatives[:1],
+        "test": np.concatenate([positives[:1], negatives[1:2]]),
+    }
+    with pytest.raises(
+        OsteoInputError,
+        match=r"the val part of the split has one class only \(train: "
+        rf"{len(positives) - 1} osteoporosis and {len(negatives) - 2} non-osteoporosis rows; val: 0 "
+        r"osteoporosis and 1 non-osteoporosis rows; test: 1 osteoporosis and 1 non-osteoporosis rows\)",
+    ):
         check_split_classes(table, splits)
 
 
 def test_a_random_split_leaving_the_test_part_one_class_is_refused():
-    table = pd.DataFrame({"image": [f"/x/{i}.png" for i in range(30)], "patient_id": [f"P{i}" for i in range(30)],
-                          "label": [1, 1] + [0] * 28})
+    table = pd.DataFrame(
+        {
+            "image": [f"/x/{i}.png" for i in range(30)],
+            "patient_id": [f"P{i}" for i in range(30)],
+            "label": [1, 1] + [0] * 28,
+        }
+    )
     with pytest.raises(OsteoInputError, match="part.* of the split 8:1:1 .*one class only"):
         random_split(table, seed=0)

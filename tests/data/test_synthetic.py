@@ -198,13 +198,19 @@ def test_cohort_json_records_parameters(tmp_path):
 def test_information_split_is_measured_and_balanced_moves_it_to_the_covariates(tmp_path):
     image_led = make_cohort("hip", 600, tmp_path / "a", seed=2, image_size=32)
     balanced = make_cohort("hip", 600, tmp_path / "b", seed=2, image_size=32, information="balanced")
-    split = {name: json.loads((m.parent / "cohort.json").read_text()) for name, m in
-             (("image_led", image_led), ("balanced", balanced))}
+    split = {
+        name: json.loads((m.parent / "cohort.json").read_text())
+        for name, m in (("image_led", image_led), ("balanced", balanced))
+    }
     assert split["balanced"]["sigma_bio"] == synthetic.INFORMATION_SIGMA["balanced"] > synthetic.SIGMA_BIO
     a, b = split["image_led"]["information_split"], split["balanced"]["information_split"]
     # Same subjects and covariates; only the image's latent is noisier.
     assert a["covariates"] == b["covariates"]
-    assert pd.read_csv(image_led).drop(columns=["image", "mask"]).equals(pd.read_csv(balanced).drop(columns=["image", "mask"]))
+    assert (
+        pd.read_csv(image_led)
+        .drop(columns=["image", "mask"])
+        .equals(pd.read_csv(balanced).drop(columns=["image", "mask"]))
+    )
     assert a["image_latent"] > a["covariates"] + 0.04  # image-led: the image is the stronger input
     assert abs(b["image_latent"] - b["covariates"]) < 0.05  # balanced: comparable
     for values in (a, b):  # independent given the class: together above either alone
@@ -334,8 +340,8 @@ def _gradient_energy_across_neck(images: np.ndarray, masks: np.ndarray) -> np.nd
 
 def test_head_neck_variant_shows_quality_only_as_trabecular_orientation():
     rng = np.random.default_rng(3)
-    low, low_masks = render_images("hip", np.full(30, -4.0), 64, rng, "head_neck")
-    high, high_masks = render_images("hip", np.full(30, 1.0), 64, rng, "head_neck")
+    low, low_masks = render_images("hip", np.full(30, -4.0), 64, rng, informative_region="head_neck")
+    high, high_masks = render_images("hip", np.full(30, 1.0), 64, rng, informative_region="head_neck")
     # Low quality: strands along the neck, so the gradients point across it; high: the reverse.
     across_low = _gradient_energy_across_neck(low, low_masks)
     across_high = _gradient_energy_across_neck(high, high_masks)
@@ -351,7 +357,9 @@ def test_head_neck_variant_shows_quality_only_as_trabecular_orientation():
 
 
 def test_head_neck_mask_is_the_upper_bone_only():
-    images, masks = render_images("hip", np.linspace(-4, 1, 20), 64, np.random.default_rng(4), "head_neck")
+    images, masks = render_images(
+        "hip", np.linspace(-4, 1, 20), 64, np.random.default_rng(4), informative_region="head_neck"
+    )
     share = (masks > 0).mean(axis=(1, 2))
     assert np.all((share > 0.09) & (share < 0.2)), share  # a fraction of the femur's ~1/3
     rows, cols = np.nonzero(masks.max(axis=0))

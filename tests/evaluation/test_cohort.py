@@ -7,13 +7,12 @@ from scipy import stats as st
 
 from osteo_tf.cli import main
 from osteo_tf.data.manifest import ManifestConfig, read_manifest
-from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.evaluation.cohort import categorical_test, cohort_table, write_cohort_table
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    return make_cohort("hip", 60, tmp_path_factory.mktemp("hip"), image_size=32)
+def manifest(phantom_cohort):
+    return phantom_cohort("hip", 60, image_size=32)
 
 
 def _expected_continuous(a, b):
@@ -32,12 +31,15 @@ def test_cohort_table_counts_and_p_values_equal_scipy(manifest):
     women = int((sick["sex"] == "F").sum())
     assert rows.at["Sex: female, n (%)", "osteoporosis"] == f"{women} ({100 * women / len(sick):.1f})"
     assert rows.at["Age, years: mean (SD, min–max)", "osteoporosis"] == (
-        f"{sick['age'].mean():.1f} ({sick['age'].std():.1f}, {sick['age'].min():.1f}–{sick['age'].max():.1f})")
+        f"{sick['age'].mean():.1f} ({sick['age'].std():.1f}, {sick['age'].min():.1f}–{sick['age'].max():.1f})"
+    )
     for column, name in (("age", "Age, years: mean (SD, min–max)"), ("bmi", "BMI, kg/m²: mean (SD, min–max)")):
         test, p = _expected_continuous(sick[column].to_numpy(), healthy[column].to_numpy())
         assert rows.at[name, "test"] == test and rows.at[name, "p_value"] == pytest.approx(p)
-    for column, level, name in (("sex", "F", "Sex: female, n (%)"),
-                                ("hip_fracture_history", 1, "History of hip fracture, n (%)")):
+    for column, level, name in (
+        ("sex", "F", "Sex: female, n (%)"),
+        ("hip_fracture_history", 1, "History of hip fracture, n (%)"),
+    ):
         counts = np.array([[(g[column] == level).sum(), (g[column] != level).sum()] for g in (sick, healthy)])
         expected = st.contingency.expected_freq(counts)
         if (expected < 5).any():
@@ -58,8 +60,14 @@ def test_categorical_test_switches_to_fisher_on_small_expected_counts():
 
 
 def test_patients_with_several_images_count_once():
-    cohort = pd.DataFrame({"patient_id": ["a", "a", "b", "c", "d", "e", "f"], "label": [1, 1, 1, 1, 0, 0, 0],
-                           "age": [70.0, 71.0, 80.0, 75.0, 60.0, 62.0, 65.0], "sex": list("FFFMMFM")})
+    cohort = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "b", "c", "d", "e", "f"],
+            "label": [1, 1, 1, 1, 0, 0, 0],
+            "age": [70.0, 71.0, 80.0, 75.0, 60.0, 62.0, 65.0],
+            "sex": list("FFFMMFM"),
+        }
+    )
     table, notes = cohort_table(cohort)
     rows = table.set_index("characteristic")
     assert rows.at["Number of patients", "osteoporosis"] == "3"

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import fit_record
 from scipy.special import expit
 
 from osteo_tf.evaluation.fusion import NAIVE_LATE, fusion_table, naive_late_fusion
-from osteo_tf.evaluation.metrics import binary_metrics
-from osteo_tf.evaluation.report import load_results, make_report
+from osteo_tf.experiments.report import load_results, make_report
 from osteo_tf.io import write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,14 +22,22 @@ FOLDS = 5
 def _record(model, fold, images, labels, probability):
     mode, _, fusion = model.partition("_") if model.startswith("ensemble_") else (model, "", "concat")
     backbone = "none" if model == "covariates_only" else "resnet18"
-    fit_id = f"{backbone}__{model}__r00__f{fold:02d}"
-    metrics = binary_metrics(labels, probability)
-    return {"fit_id": fit_id, "config_hash": "h", "experiment": "fake", "backbone": backbone, "mode": mode,
-            "fusion": fusion or "concat", "model": model, "repeat": 0, "fold": fold, "seed": fold,
-            "metrics": {"val": metrics, "test": metrics},
-            "test_predictions": [{"image": i, "patient_id": i, "label": int(y), "probability": float(p)}
-                                 for i, y, p in zip(images, labels, probability)],
-            "seconds": 1.0, "epochs_run": 2, "best_epoch": 1, "run_dir": f"runs/{fit_id}", "finished_at": "x"}
+    return fit_record(
+        backbone,
+        mode,
+        0,
+        fold,
+        images,
+        labels,
+        probability,
+        fusion=fusion or "concat",
+        model=model,
+        config_hash="h",
+        seed=fold,
+        epochs_run=2,
+        best_epoch=1,
+        finished_at="x",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +46,28 @@ def folder(tmp_path_factory):
     adds the two logits (the ideal fusion); ``ensemble_late`` ignores the covariates."""
     out = tmp_path_factory.mktemp("fusion") / "exp"
     (out / "results").mkdir(parents=True)
-    (out / "experiment.yaml").write_text(yaml.safe_dump({"name": "fake", "backbones": ["resnet18"],
-                                                         "modes": ["image_only", "ensemble", "covariates_only"],
-                                                         "split": {"kind": "kfold", "folds": FOLDS, "repeats": 1}}))
+    (out / "experiment.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "fake",
+                "backbones": ["resnet18"],
+                "modes": ["image_only", "ensemble", "covariates_only"],
+                "split": {"kind": "kfold", "folds": FOLDS, "repeats": 1},
+            }
+        )
+    )
     rng = np.random.default_rng(0)
     for fold in range(FOLDS):
         labels = np.arange(120) % 2
         images = [f"f{fold}_{i:03d}.png" for i in range(labels.size)]
         image = 1.0 * (2 * labels - 1) + rng.normal(0, 1.5, labels.size)
         covariates = 0.8 * (2 * labels - 1) + rng.normal(0, 1.5, labels.size)
-        for model, logit in {"image_only": image, "covariates_only": covariates, "ensemble": image + covariates,
-                             "ensemble_late": image}.items():
+        for model, logit in {
+            "image_only": image,
+            "covariates_only": covariates,
+            "ensemble": image + covariates,
+            "ensemble_late": image,
+        }.items():
             write_json(out / "results" / f"{model}_{fold}.json", _record(model, fold, images, labels, expit(logit)))
     return out
 
@@ -78,8 +97,9 @@ def test_report_has_a_fusion_section_and_the_check_script_judges_it(folder):
     text = (folder / "report" / "report.md").read_text()
     assert "## Fusion: does the ensemble use the covariates?" in text and "Ensemble (late)" in text
     assert (folder / "report" / "fusion.csv").is_file()
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "fusion_check.py"), str(folder)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "fusion_check.py"), str(folder)], capture_output=True, text=True
+    )
     verdict = json.loads(done.stdout)
     assert verdict["passed"] == {"resnet18/ensemble": True, "resnet18/ensemble_late": False}
     assert done.returncode == 0

@@ -51,7 +51,9 @@ def test_roc_curve_and_figure(tmp_path):
     y = rng.integers(0, 2, 50)
     roc = roc_curve_data(y, rng.random(50))
     assert roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0
-    path = plot_roc({"image_only": (y, rng.random(50)), "ensemble": (y, y * 0.5 + rng.random(50) * 0.5)}, tmp_path / "roc.png")
+    path = plot_roc(
+        {"image_only": (y, rng.random(50)), "ensemble": (y, y * 0.5 + rng.random(50) * 0.5)}, tmp_path / "roc.png"
+    )
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 100
     assert [p.name for p in tmp_path.iterdir()] == ["roc.png"]

@@ -8,8 +8,16 @@ from scipy import stats as st
 
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.delong import delong_covariance, delong_test, midranks, placement_values
-from osteo_tf.evaluation.stats import (SAWILOWSKY_2009, compare, describe, effect_size_label, format_p, hedges_g,
-                                       hedges_g_ci, p_phrase)
+from osteo_tf.evaluation.stats import (
+    SAWILOWSKY_2009,
+    compare,
+    describe,
+    effect_size_label,
+    format_p,
+    hedges_g,
+    hedges_g_ci,
+    p_phrase,
+)
 
 RNG = np.random.default_rng(7)
 NORMAL_A = RNG.normal(0.85, 0.01, 30)
@@ -93,11 +101,17 @@ def test_degenerate_samples_never_crash():
 
 def test_format_p():
     assert [format_p(p) for p in (0.00001, 0.0004, 0.0291, 0.5, float("nan"))] == [
-        "<0.0001", "0.0004", "0.029", "0.500", "n/a"]
+        "<0.0001",
+        "0.0004",
+        "0.029",
+        "0.500",
+        "n/a",
+    ]
     assert p_phrase(1e-7) == "p < 0.0001" and p_phrase(0.03) == "p = 0.030"
 
 
 # --------------------------------------------------------------------------- DeLong
+
 
 def _slow_delong(y, scores):
     """Direct O(m·n) placement values (DeLong 1988, ψ = 1, ½, 0) and the covariance."""

@@ -47,9 +47,15 @@ def test_specificity_and_youden_targets():
 @pytest.fixture
 def run(tmp_path):
     """A finished run folder with predictions only (no model needed to choose a threshold)."""
-    predictions = pd.DataFrame({"image": [f"{i}.png" for i in range(2 * Y.size)], "patient_id": range(2 * Y.size),
-                                "label": np.concatenate([Y, Y]), "probability": np.concatenate([SCORES, SCORES[::-1]]),
-                                "split": ["val"] * Y.size + ["test"] * Y.size})
+    predictions = pd.DataFrame(
+        {
+            "image": [f"{i}.png" for i in range(2 * Y.size)],
+            "patient_id": range(2 * Y.size),
+            "label": np.concatenate([Y, Y]),
+            "probability": np.concatenate([SCORES, SCORES[::-1]]),
+            "split": ["val"] * Y.size + ["test"] * Y.size,
+        }
+    )
     predictions.to_csv(tmp_path / "predictions.csv", index=False)
     (tmp_path / "config.json").write_text(json.dumps({"train": {"threshold": 0.5}}))
     (tmp_path / "COMPLETE").write_text("{}")

@@ -10,27 +10,32 @@ from osteo_tf.errors import OsteoInputError
 from osteo_tf.experiments.config import CONFIG_DIR, load_experiment, packaged_configs, parse_experiment
 from osteo_tf.experiments.runner import plan
 
-REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-VALID = {"name": "t", "cohort": {"phantom": {"kind": "hip", "n": 40, "image_size": 32}}, "backbones": ["resnet18"],
-         "modes": ["image_only", "ensemble"], "covariates": ["age", "sex", "bmi"],
-         "split": {"kind": "kfold", "folds": 5, "repeats": 2}, "train": {"epochs": 1, "image_size": 32}}
+REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+VALID = {
+    "name": "t",
+    "cohort": {"phantom": {"kind": "hip", "n": 40, "image_size": 32}},
+    "backbones": ["resnet18"],
+    "modes": ["image_only", "ensemble"],
+    "covariates": ["age", "sex", "bmi"],
+    "split": {"kind": "kfold", "folds": 5, "repeats": 2},
+    "train": {"epochs": 1, "image_size": 32},
+}
 
 
 def config_with(**changes):
     return {**VALID, **changes}
 
 
-def test_packaged_configs_match_the_repository_copies_and_plan_the_papers_grids():
+def test_packaged_configs_have_no_repository_copies_and_plan_the_papers_grids():
     assert packaged_configs() == ["demo", "demo_missing", "dental_2022", "fusion_balanced", "hip_2020"]
-    for name in packaged_configs():
-        assert (REPO_EXPERIMENTS / f"{name}.yaml").read_text() == (CONFIG_DIR / f"{name}.yaml").read_text()
+    assert sorted(REPO_EXAMPLES.glob("*.yaml")) == []  # one copy of each config: the packaged one
     hip, dental = load_experiment("hip_2020"), load_experiment("dental_2022")
     assert hip.split.kind == "random" and hip.split.ratios == (8, 1, 1)
     assert hip.covariates == ("age", "sex", "bmi", "hip_fracture_history")
     assert len(plan(hip)) == 5 * 2  # five CNNs × two modes, one split
     assert dental.split.folds == 5 and dental.split.repeats == 30 and dental.split.val_ratio == (8, 1)
     assert len(plan(dental)) == 6 * 2 * 30 * 5
-    demo = load_experiment(REPO_EXPERIMENTS / "demo.yaml")
+    demo = load_experiment(CONFIG_DIR / "demo.yaml")
     assert demo.phantom is not None and demo.hash() == load_experiment("demo").hash()
 
 
@@ -42,23 +47,28 @@ def test_hash_ignores_the_description_and_survives_a_round_trip():
     assert parse_experiment(config_with(seed=1)).hash() != config.hash()
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"backbones": ["resnet18", "vgg16"]}, "unknown backbone 'vgg16'"),
-    ({"modes": ["image_only", "fusion"]}, "unknown mode 'fusion'"),
-    ({"split": {"kind": "bootstrap"}}, "kind: random or kind: kfold"),
-    ({"split": {"kind": "kfold", "folds": 1}}, "split.folds must be an integer >= 2"),
-    ({"split": {"kind": "kfold", "folds": 5, "val_ratio": [8, 0]}}, "split.val_ratio must be a list of 2 positive"),
-    ({"split": {"kind": "random", "ratios": [8, 1]}}, "split.ratios must be a list of 3 positive"),
-    ({"split": {"kind": "kfold", "fold": 5}}, r"unknown key\(s\) \['fold'\] in 'split'"),
-    ({"covariates": ["age", "smoking"]}, "unknown covariate column 'smoking'"),
-    ({"cohort": {"phantom": {"kind": "dental", "n": 40}}, "covariates": "hip"},
-     "unknown covariate column 'hip_fracture_history'.*dental phantom"),
-    ({"train": {"epochs": 0}}, r"x.yaml: train.epochs: 0 is not an integer in \[1, inf\)"),
-    ({"train": {"optimizer": "adam"}}, r"unknown key\(s\) \['optimizer'\] in 'train'"),
-    ({"repeats": 3}, r"unknown key\(s\) \['repeats'\]"),
-    ({"name": "a b"}, "'name' must be a word"),
-    ({"cohort": {"manifest": "nowhere.csv"}}, "nowhere.csv does not exist"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"backbones": ["resnet18", "vgg16"]}, "unknown backbone 'vgg16'"),
+        ({"modes": ["image_only", "fusion"]}, "unknown mode 'fusion'"),
+        ({"split": {"kind": "bootstrap"}}, "kind: random or kind: kfold"),
+        ({"split": {"kind": "kfold", "folds": 1}}, "split.folds must be an integer >= 2"),
+        ({"split": {"kind": "kfold", "folds": 5, "val_ratio": [8, 0]}}, "split.val_ratio must be a list of 2 positive"),
+        ({"split": {"kind": "random", "ratios": [8, 1]}}, "split.ratios must be a list of 3 positive"),
+        ({"split": {"kind": "kfold", "fold": 5}}, r"unknown key\(s\) \['fold'\] in 'split'"),
+        ({"covariates": ["age", "smoking"]}, "unknown covariate column 'smoking'"),
+        (
+            {"cohort": {"phantom": {"kind": "dental", "n": 40}}, "covariates": "hip"},
+            "unknown covariate column 'hip_fracture_history'.*dental phantom",
+        ),
+        ({"train": {"epochs": 0}}, r"x.yaml: train.epochs: 0 is not an integer in \[1, inf\)"),
+        ({"train": {"optimizer": "adam"}}, r"unknown key\(s\) \['optimizer'\] in 'train'"),
+        ({"repeats": 3}, r"unknown key\(s\) \['repeats'\]"),
+        ({"name": "a b"}, "'name' must be a word"),
+        ({"cohort": {"manifest": "nowhere.csv"}}, "nowhere.csv does not exist"),
+    ],
+)
 def test_mistakes_are_clear_errors(changes, message):
     with pytest.raises(OsteoInputError, match=message):
         parse_experiment(config_with(**changes), source="x.yaml")
@@ -73,8 +83,11 @@ def test_manifest_paths_resolve_against_the_yaml_folder_and_columns_are_checked(
     study.write_text(yaml.safe_dump(config_with(cohort={"manifest": "cohort/renamed.csv"})))
     with pytest.raises(OsteoInputError, match="unknown covariate column 'bmi'"):
         load_experiment(study)
-    study.write_text(yaml.safe_dump(config_with(cohort={"manifest": "cohort/renamed.csv",
-                                                       "manifest_config": {"columns": {"bmi": "BMI_kg_m2"}}})))
+    study.write_text(
+        yaml.safe_dump(
+            config_with(cohort={"manifest": "cohort/renamed.csv", "manifest_config": {"columns": {"bmi": "BMI_kg_m2"}}})
+        )
+    )
     assert load_experiment(study).covariates == ("age", "sex", "bmi")
     with pytest.raises(OsteoInputError, match="hip_fracture_history"):  # the dental cohort has no fracture history
         load_experiment("hip_2020", manifest=manifest)
@@ -87,7 +100,9 @@ def test_missing_file_bad_yaml_and_unknown_name(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
     with pytest.raises(OsteoInputError, match="bad.yaml is not valid YAML"):
         load_experiment(tmp_path / "bad.yaml")
-    with pytest.raises(OsteoInputError, match="packaged configs: demo, demo_missing, dental_2022, fusion_balanced, hip_2020"):
+    with pytest.raises(
+        OsteoInputError, match="packaged configs: demo, demo_missing, dental_2022, fusion_balanced, hip_2020"
+    ):
         load_experiment("hip2020")
 
 
@@ -103,14 +118,19 @@ def test_train_cache_option_passes_through_and_is_not_hashed():
 
 def test_fusions_are_a_grid_axis_of_the_ensemble_with_stable_names_and_hash():
     base = parse_experiment(VALID)
-    grid = parse_experiment(config_with(modes=["image_only", "ensemble", "covariates_only"],
-                                        fusions=["concat", "late", "film"]))
+    grid = parse_experiment(
+        config_with(modes=["image_only", "ensemble", "covariates_only"], fusions=["concat", "late", "film"])
+    )
     models = [f.model for f in plan(grid) if f.repeat == 0 and f.fold == 0]
     assert models == ["image_only", "ensemble", "ensemble_late", "ensemble_film", "covariates_only"]
-    assert [f.fit_id for f in plan(grid)][:4] == ["resnet18__image_only__r00__f00", "resnet18__ensemble__r00__f00",
-                                                  "resnet18__ensemble_late__r00__f00", "resnet18__ensemble_film__r00__f00"]
+    assert [f.fit_id for f in plan(grid)][:4] == [
+        "resnet18__image_only__r00__f00",
+        "resnet18__ensemble__r00__f00",
+        "resnet18__ensemble_late__r00__f00",
+        "resnet18__ensemble_film__r00__f00",
+    ]
     late = [f for f in plan(grid) if f.model == "ensemble_late"][0]
-    assert grid.train_config("resnet18", late.mode, late.seed, late.fusion).fusion == "late"
+    assert grid.train_config("resnet18", late.mode, late.seed, fusion=late.fusion).fusion == "late"
     # the default axis is left out of the resolved config: an older experiment keeps its hash
     assert "fusions" not in base.to_dict() and parse_experiment(config_with(fusions=["concat"])).hash() == base.hash()
     assert grid.hash() != base.hash()
@@ -118,29 +138,37 @@ def test_fusions_are_a_grid_axis_of_the_ensemble_with_stable_names_and_hash():
     assert again.fusions == ("concat", "late", "film") and again.hash() == grid.hash()
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"fusions": ["concat", "sum"]}, "unknown fusion 'sum' in 'fusions'; choose from: concat, late, film"),
-    ({"modes": ["image_only"], "fusions": ["late"]}, "'modes' has no ensemble to fuse"),
-    ({"train": {"covariate_dropout": 1.5}}, r"x.yaml: train.covariate_dropout: 1.5 is not a number in \[0, 1\)"),
-    ({"cohort": {"phantom": {"kind": "hip", "n": 40, "information": "equal"}}},
-     "cohort.phantom.information must be one of image_led, balanced"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"fusions": ["concat", "sum"]}, "unknown fusion 'sum' in 'fusions'; choose from: concat, late, film"),
+        ({"modes": ["image_only"], "fusions": ["late"]}, "'modes' has no ensemble to fuse"),
+        ({"train": {"covariate_dropout": 1.5}}, r"x.yaml: train.covariate_dropout: 1.5 is not a number in \[0, 1\)"),
+        (
+            {"cohort": {"phantom": {"kind": "hip", "n": 40, "information": "equal"}}},
+            "cohort.phantom.information must be one of image_led, balanced",
+        ),
+    ],
+)
 def test_fusion_mistakes_are_clear_errors(changes, message):
     with pytest.raises(OsteoInputError, match=message):
         parse_experiment(config_with(**changes), source="x.yaml")
 
 
-@pytest.mark.parametrize("train, message", [
-    ("{epochs: two}", r"/demo.yaml: train.epochs: 'two' is not an integer in \[1, inf\)$"),
-    ("{epochs: 2.5}", r"/demo.yaml: train.epochs: 2.5 is not an integer in \[1, inf\)$"),
-    ("{image_size: big}", r"/demo.yaml: train.image_size: 'big' is not an integer in \[32, inf\)$"),
-    ("{learning_rate: fast}", r"/demo.yaml: train.learning_rate: 'fast' is not a number in \(0, inf\)$"),
-    ("{patience: [5]}", r"/demo.yaml: train.patience: \[5\] is not an integer in \[1, inf\)$"),
-    ("{momentum: 1}", r"/demo.yaml: train.momentum: 1 is not a number in \[0, 1\)$"),
-    ("{deterministic: yes please}", r"/demo.yaml: train.deterministic: 'yes please' is not true or false$"),
-    ("{weights: 5}", r"/demo.yaml: train.weights: 5 is not a weights name or path"),
-    ("{precision: fp16}", r"/demo.yaml: train.precision: 'fp16' is not a valid choice; choose one of: auto"),
-])
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ("{epochs: two}", r"/demo.yaml: train.epochs: 'two' is not an integer in \[1, inf\)$"),
+        ("{epochs: 2.5}", r"/demo.yaml: train.epochs: 2.5 is not an integer in \[1, inf\)$"),
+        ("{image_size: big}", r"/demo.yaml: train.image_size: 'big' is not an integer in \[32, inf\)$"),
+        ("{learning_rate: fast}", r"/demo.yaml: train.learning_rate: 'fast' is not a number in \(0, inf\)$"),
+        ("{patience: [5]}", r"/demo.yaml: train.patience: \[5\] is not an integer in \[1, inf\)$"),
+        ("{momentum: 1}", r"/demo.yaml: train.momentum: 1 is not a number in \[0, 1\)$"),
+        ("{deterministic: yes please}", r"/demo.yaml: train.deterministic: 'yes please' is not true or false$"),
+        ("{weights: 5}", r"/demo.yaml: train.weights: 5 is not a weights name or path"),
+        ("{precision: fp16}", r"/demo.yaml: train.precision: 'fp16' is not a valid choice; choose one of: auto"),
+    ],
+)
 def test_train_options_of_the_wrong_type_name_the_file_and_key_path(tmp_path, train, message):
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in VALID.items() if k != "train"}) + f"train: {train}\n")
@@ -158,20 +186,37 @@ def test_train_deterministic_is_an_option_that_reaches_every_fit():
 PHANTOM = VALID["cohort"]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"description": ["a"]}, r"^x.yaml: 'description' must be text, got \['a'\]$"),
-    ({"cohort": {"manifest": 5}}, "^x.yaml: cohort.manifest must be the path of a CSV manifest, got 5$"),
-    ({"cohort": {"phantom": {"kind": ["hip"]}}}, r"^x.yaml: cohort.phantom.kind must be hip or dental, got \['hip'\]$"),
-    ({"split": {"kind": "random", "ratios": [8, 1, float("inf")]}}, "^x.yaml: split.ratios must be a list of 3 positive"),
-    ({"cohort": {**PHANTOM, "manifest_config": {"columns": {"age": 5}}}},
-     "^x.yaml: cohort.manifest_config.columns.age: must be a non-empty column name, got 5$"),
-    ({"cohort": {**PHANTOM, "manifest_config": {"min_image_size": 0}}},
-     "^x.yaml: cohort.manifest_config.min_image_size: must be a whole number of pixels >= 1"),
-    ({"cohort": {**PHANTOM, "manifest_config": {"colums": {}}}},
-     "^x.yaml: cohort.manifest_config: unknown option.s. 'colums'"),
-    ({"cohort": {**PHANTOM, "manifest_config": "cols.yaml"}},
-     "^x.yaml: cohort.manifest_config: must be a mapping of options, got 'cols.yaml'$"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"description": ["a"]}, r"^x.yaml: 'description' must be text, got \['a'\]$"),
+        ({"cohort": {"manifest": 5}}, "^x.yaml: cohort.manifest must be the path of a CSV manifest, got 5$"),
+        (
+            {"cohort": {"phantom": {"kind": ["hip"]}}},
+            r"^x.yaml: cohort.phantom.kind must be hip or dental, got \['hip'\]$",
+        ),
+        (
+            {"split": {"kind": "random", "ratios": [8, 1, float("inf")]}},
+            "^x.yaml: split.ratios must be a list of 3 positive",
+        ),
+        (
+            {"cohort": {**PHANTOM, "manifest_config": {"columns": {"age": 5}}}},
+            "^x.yaml: cohort.manifest_config.columns.age: must be a non-empty column name, got 5$",
+        ),
+        (
+            {"cohort": {**PHANTOM, "manifest_config": {"min_image_size": 0}}},
+            "^x.yaml: cohort.manifest_config.min_image_size: must be a whole number of pixels >= 1",
+        ),
+        (
+            {"cohort": {**PHANTOM, "manifest_config": {"colums": {}}}},
+            "^x.yaml: cohort.manifest_config: unknown option.s. 'colums'",
+        ),
+        (
+            {"cohort": {**PHANTOM, "manifest_config": "cols.yaml"}},
+            "^x.yaml: cohort.manifest_config: must be a mapping of options, got 'cols.yaml'$",
+        ),
+    ],
+)
 def test_other_sections_of_the_wrong_type_name_the_file_and_key(changes, message):
     with pytest.raises(OsteoInputError, match=message):
         parse_experiment(config_with(**changes), source="x.yaml")

@@ -10,25 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import experiment_maker, stored
 
 from osteo_tf.cli import main
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.experiments.config import parse_experiment
 from osteo_tf.experiments.ray_executor import RayExecutor, parse_gpus_per_fit
 from osteo_tf.experiments.runner import plan, run_experiment
 
-TINY = {"name": "tiny_ray", "cohort": {"phantom": {"kind": "hip", "n": 40, "image_size": 32, "seed": 1}},
-        "backbones": ["resnet18"], "modes": ["covariates_only"], "covariates": "hip",
-        "split": {"kind": "kfold", "folds": 2, "repeats": 1},
-        "train": {"epochs": 1, "batch_size": 16, "image_size": 32, "weights": "none"}}
+TINY = {
+    "name": "tiny_ray",
+    "cohort": {"phantom": {"kind": "hip", "n": 40, "image_size": 32, "seed": 1}},
+    "backbones": ["resnet18"],
+    "modes": ["covariates_only"],
+    "covariates": "hip",
+    "split": {"kind": "kfold", "folds": 2, "repeats": 1},
+    "train": {"epochs": 1, "batch_size": 16, "image_size": 32, "weights": "none"},
+}
 
 
-def tiny(**changes):
-    return parse_experiment({**TINY, **changes})
-
-
-def stored(out):
-    return sorted(p.name for p in (out / "results").iterdir())
+tiny = experiment_maker(TINY)
 
 
 def temporaries(out):
@@ -53,8 +53,12 @@ def test_ray_gives_the_plans_records_and_the_local_runners_metrics(ray_session, 
         assert mine["fit_id"] == theirs["fit_id"]
         for split in ("val", "test"):
             assert mine["metrics"][split] == pytest.approx(theirs["metrics"][split], rel=1e-9)
-        np.testing.assert_allclose([p["probability"] for p in mine["test_predictions"]],
-                                   [p["probability"] for p in theirs["test_predictions"]], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            [p["probability"] for p in mine["test_predictions"]],
+            [p["probability"] for p in theirs["test_predictions"]],
+            rtol=0,
+            atol=1e-6,
+        )
     assert not temporaries(tmp_path / "ray") and not list((tmp_path / "ray" / "runs").glob("*/checkpoints"))
 
 
@@ -74,6 +78,7 @@ def test_a_worker_killed_mid_fit_is_retried_and_recorded_once(ray_session, tmp_p
         with open(log, "a") as handle:
             handle.write(f"{os.getpid()}\n")
         if first:  # after epoch 1 is backed up and logged, the worker process dies (as if SIGKILLed)
+
             class Die(keras.callbacks.Callback):
                 def on_epoch_end(self, epoch, logs=None):
                     os._exit(1)
@@ -125,14 +130,20 @@ def test_cli_ray_with_shards_resumes_the_local_runners_folder(ray_session, tmp_p
     assert {name: (out / "results" / name).read_bytes() for name in stored(out)} == first
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--executor", "ray", "--gpus-per-fit", "0.3"], "--gpus-per-fit must be 0, a whole number of GPUs, or a fraction 1/k"),
-    (["--executor", "ray", "--gpus-per-fit", "-1"], "--gpus-per-fit must be"),
-    (["--executor", "ray", "--gpus-per-fit", "half"], "--gpus-per-fit must be"),
-    (["--executor", "ray", "--max-retries", "-1"], "--max-retries must be a whole number >= 0"),
-    (["--executor", "ray", "--cpus-per-fit", "0"], "--cpus-per-fit must be a number > 0"),
-    (["--gpus-per-fit", "0.5", "--address", "auto"], "--address, --gpus-per-fit only apply with --executor ray"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--executor", "ray", "--gpus-per-fit", "0.3"],
+            "--gpus-per-fit must be 0, a whole number of GPUs, or a fraction 1/k",
+        ),
+        (["--executor", "ray", "--gpus-per-fit", "-1"], "--gpus-per-fit must be"),
+        (["--executor", "ray", "--gpus-per-fit", "half"], "--gpus-per-fit must be"),
+        (["--executor", "ray", "--max-retries", "-1"], "--max-retries must be a whole number >= 0"),
+        (["--executor", "ray", "--cpus-per-fit", "0"], "--cpus-per-fit must be a number > 0"),
+        (["--gpus-per-fit", "0.5", "--address", "auto"], "--address, --gpus-per-fit only apply with --executor ray"),
+    ],
+)
 def test_cli_refuses_bad_ray_options_without_a_traceback(tmp_path, capsys, options, message):
     assert main(["experiment", "demo", "--out", str(tmp_path / "o"), *options]) == 2
     err = capsys.readouterr().err
@@ -140,8 +151,16 @@ def test_cli_refuses_bad_ray_options_without_a_traceback(tmp_path, capsys, optio
 
 
 def test_gpus_per_fit_values():
-    assert [parse_gpus_per_fit(v) for v in ("0", "1", "2", "0.5", "0.25", "1/4", "0.2", "1/3")] == \
-        [0, 1, 2, 0.5, 0.25, 0.25, 0.2, 0.3333]
+    assert [parse_gpus_per_fit(v) for v in ("0", "1", "2", "0.5", "0.25", "1/4", "0.2", "1/3")] == [
+        0,
+        1,
+        2,
+        0.5,
+        0.25,
+        0.25,
+        0.2,
+        0.3333,
+    ]
     with pytest.raises(OsteoInputError):
         RayExecutor(gpus_per_fit=0.45)
 

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import yaml
+from helpers import experiment_maker, stored
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,28 +25,37 @@ from osteo_tf.experiments.results import RECORD_KEYS
 from osteo_tf.experiments.runner import parse_shard, plan, read_results, run_experiment, shard_fits
 from osteo_tf.training.train import train
 
-TINY = {"name": "tiny", "cohort": {"phantom": {"kind": "hip", "n": 40, "image_size": 32, "seed": 1}},
-        "backbones": ["resnet18"], "modes": ["covariates_only"], "covariates": "hip",
-        "split": {"kind": "kfold", "folds": 2, "repeats": 2}, "train": {"epochs": 2, "batch_size": 16, "image_size": 32}}
+TINY = {
+    "name": "tiny",
+    "cohort": {"phantom": {"kind": "hip", "n": 40, "image_size": 32, "seed": 1}},
+    "backbones": ["resnet18"],
+    "modes": ["covariates_only"],
+    "covariates": "hip",
+    "split": {"kind": "kfold", "folds": 2, "repeats": 2},
+    "train": {"epochs": 2, "batch_size": 16, "image_size": 32},
+}
 
 
-def tiny(**changes):
-    return parse_experiment({**TINY, **changes})
+tiny = experiment_maker(TINY)
 
 
 def ids(records):
     return sorted(r["fit_id"] for r in records)
 
 
-def stored(out):
-    return sorted(p.name for p in (out / "results").iterdir())
-
-
-@given(backbones=st.integers(1, 3), modes=st.sets(st.sampled_from(["image_only", "ensemble", "covariates_only"]), min_size=1),
-       repeats=st.integers(1, 4), folds=st.integers(2, 6), n=st.integers(1, 12))
+@given(
+    backbones=st.integers(1, 3),
+    modes=st.sets(st.sampled_from(["image_only", "ensemble", "covariates_only"]), min_size=1),
+    repeats=st.integers(1, 4),
+    folds=st.integers(2, 6),
+    n=st.integers(1, 12),
+)
 def test_shards_cover_the_grid_exactly_once(backbones, modes, repeats, folds, n):
-    config = tiny(backbones=["resnet18", "resnet34", "googlenet"][:backbones], modes=sorted(modes),
-                  split={"kind": "kfold", "folds": folds, "repeats": repeats})
+    config = tiny(
+        backbones=["resnet18", "resnet34", "googlenet"][:backbones],
+        modes=sorted(modes),
+        split={"kind": "kfold", "folds": folds, "repeats": repeats},
+    )
     fits = plan(config)
     image_modes = len(modes - {"covariates_only"})
     assert len(fits) == repeats * folds * (backbones * image_modes + ("covariates_only" in modes))
@@ -56,8 +66,11 @@ def test_shards_cover_the_grid_exactly_once(backbones, modes, repeats, folds, n)
 
 def test_plan_shares_seed_and_split_between_modes_and_parse_shard():
     fits = plan(tiny(modes=["image_only", "ensemble", "covariates_only"]))
-    assert [f.fit_id for f in fits[:3]] == ["resnet18__image_only__r00__f00", "resnet18__ensemble__r00__f00",
-                                            "none__covariates_only__r00__f00"]
+    assert [f.fit_id for f in fits[:3]] == [
+        "resnet18__image_only__r00__f00",
+        "resnet18__ensemble__r00__f00",
+        "none__covariates_only__r00__f00",
+    ]
     assert len({f.seed for f in fits[:3]}) == 1 and fits[0].seed != fits[3].seed
     assert parse_shard("2/4") == (2, 4)
     for bad in ("3/2", "0/0", "0/2", "x", "1/2/3", "-1/2"):
@@ -98,7 +111,9 @@ def test_killed_run_resumes_without_losing_or_duplicating_records(tmp_path):
     record = records[0]
     assert set(record) == set(RECORD_KEYS) and record["config_hash"] == config.hash()
     assert record["run_dir"] == f"runs/{record['fit_id']}" and record["epochs_run"] == 2
-    assert (out / record["run_dir"] / "model.keras").is_file() and not (out / record["run_dir"] / "checkpoints").exists()
+    assert (out / record["run_dir"] / "model.keras").is_file() and not (
+        out / record["run_dir"] / "checkpoints"
+    ).exists()
     for repeat in (0, 1):  # k-fold: every subject is tested exactly once per repeat
         images = [p["image"] for r in records if r["repeat"] == repeat for p in r["test_predictions"]]
         assert len(images) == len(set(images)) == 40
@@ -116,7 +131,7 @@ def test_shards_write_to_one_store_and_another_config_is_refused(tmp_path, capsy
     assert yaml.safe_load((out / "experiment.yaml").read_text())["name"] == "tiny"
 
     other = tiny(seed=5, split={"kind": "kfold", "folds": 2, "repeats": 1})
-    with pytest.raises(OsteoInputError, match="--force"):
+    with pytest.raises(OsteoInputError, match="force=True"):
         run_experiment(other, out)
     assert len(run_experiment(other, out, force=True, shard=(1, 2))) == 1
     assert len(read_results(out)) == 1 and read_results(out)["config_hash"].iloc[0] == other.hash()
@@ -137,8 +152,12 @@ def test_a_killed_subprocess_resumes(tmp_path):
     config = {**TINY, "split": {"kind": "kfold", "folds": 2, "repeats": 1}}
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen([sys.executable, "-m", "osteo_tf.cli", "experiment", str(path), "--out", str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "osteo_tf.cli", "experiment", str(path), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not ((out / "results").is_dir() and any((out / "results").glob("*.json"))):
         time.sleep(0.05)

@@ -7,18 +7,19 @@ import pytest
 from PIL import Image
 
 from osteo_tf.cli import main
-from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.training.train import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def ensemble_run(tmp_path_factory):
+def ensemble_run(tmp_path_factory, phantom_cohort):
     """A tiny ensemble run (32 px, 1 epoch): the figures need a run, not a good model."""
     root = tmp_path_factory.mktemp("explain_cli")
-    manifest = make_cohort("dental", 40, root / "phantom", seed=4, image_size=32)
-    train(manifest, root / "run", backbone="resnet18", mode="ensemble", image_size=32, epochs=1, batch_size=16, verbose=0)
+    manifest = phantom_cohort("dental", 40, seed=4, image_size=32)
+    train(
+        manifest, root / "run", backbone="resnet18", mode="ensemble", image_size=32, epochs=1, batch_size=16, verbose=0
+    )
     return root / "run", manifest
 
 
@@ -33,7 +34,10 @@ def assert_png(path):
 
 def test_explain_manifest_writes_figures_grid_and_table(ensemble_run, tmp_path, capsys):
     run, manifest = ensemble_run
-    assert main(["explain", "--run", str(run), "--manifest", str(manifest), "--limit", "4", "--out", str(tmp_path / "x")]) == 0
+    assert (
+        main(["explain", "--run", str(run), "--manifest", str(manifest), "--limit", "4", "--out", str(tmp_path / "x")])
+        == 0
+    )
     table = pd.read_csv(tmp_path / "x" / "explain.csv")
     assert len(table) == 4 and sorted(table["label"]) == [0, 0, 1, 1]  # half per class
     assert table["probability"].between(0, 1).all()
@@ -67,8 +71,24 @@ def test_explain_errors_exit_2_naming_the_problem(ensemble_run, tmp_path, capsys
 
 def test_explain_scores_maps_against_the_manifests_masks(ensemble_run, tmp_path, capsys):
     run, manifest = ensemble_run
-    assert main(["explain", "--run", str(run), "--manifest", str(manifest), "--limit", "4",
-                 "--out", str(tmp_path / "x"), "--mask-column", "mask"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--run",
+                str(run),
+                "--manifest",
+                str(manifest),
+                "--limit",
+                "4",
+                "--out",
+                str(tmp_path / "x"),
+                "--mask-column",
+                "mask",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "x" / "explain.csv")
     assert table["mask_share"].between(0.1, 0.6).all()  # the mandible band
     assert table["mass_inside_mask"].between(0.0, 1.0).all()
@@ -95,11 +115,14 @@ def test_explain_mask_errors_name_the_line_and_column(ensemble_run, tmp_path, ca
     if case == "empty_region":
         Image.new("L", (32, 32), 0).save(tmp_path / "bad.png")
     path, image = _manifest_with_mask(manifest, tmp_path, mask)
-    assert main(["explain", "--run", str(run), "--manifest", str(path), "--images", image, "--mask-column", "mask"]) == 2
+    assert (
+        main(["explain", "--run", str(run), "--manifest", str(path), "--images", image, "--mask-column", "mask"]) == 2
+    )
     err = capsys.readouterr().err
     assert "line 2" in err and "'mask'" in err, err
-    assert {"missing_file": "nope.png", "other_size": "20×20", "empty_region": "no region",
-            "empty_cell": "is empty"}[case] in err
+    assert {"missing_file": "nope.png", "other_size": "20×20", "empty_region": "no region", "empty_cell": "is empty"}[
+        case
+    ] in err
 
 
 def test_explain_mask_column_must_exist(ensemble_run, tmp_path, capsys):

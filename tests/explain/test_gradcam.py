@@ -33,15 +33,26 @@ def test_tf_keras_vis_private_import_still_works():
     output = keras.layers.Dense(1)(keras.layers.Concatenate()([pooled, covariates]))
     model = keras.Model([image, covariates], output)
     assert isinstance(model.get_layer("conv"), Conv)
-    cam = Gradcam(model, clone=False)(lambda out: out[:, 0], [np.ones((1, 16, 16, 3), "float32"), np.ones((1, 2), "float32")],
-                                      penultimate_layer="conv", expand_cam=False, normalize_cam=False)
+    cam = Gradcam(model, clone=False)(
+        lambda out: out[:, 0],
+        [np.ones((1, 16, 16, 3), "float32"), np.ones((1, 2), "float32")],
+        penultimate_layer="conv",
+        expand_cam=False,
+        normalize_cam=False,
+    )
     assert np.asarray(cam).shape == (1, 14, 14) and np.isfinite(cam).all()
 
 
-@pytest.mark.parametrize("backbone, mode", [
-    ("resnet18", "ensemble"), ("resnet18", "image_only"), ("resnet50", "ensemble"),
-    ("googlenet", "ensemble"), ("efficientnet_b0", "ensemble"),
-])
+@pytest.mark.parametrize(
+    "backbone, mode",
+    [
+        ("resnet18", "ensemble"),
+        ("resnet18", "image_only"),
+        ("resnet50", "ensemble"),
+        ("googlenet", "ensemble"),
+        ("efficientnet_b0", "ensemble"),
+    ],
+)
 def test_every_method_gives_a_finite_unit_map_at_input_resolution(backbone, mode):
     model = build_model(backbone, mode, SIZE, covariate_dim=4)
     explainer = Explainer(model)
@@ -100,7 +111,9 @@ def test_guided_rules_gate_on_positive_input_and_gradient():
         relu = guided_relu_call(tf.nn.relu)(x)
     s = tf.sigmoid(x).numpy()
     derivative = s * (1 + x.numpy() * (1 - s))
-    np.testing.assert_allclose(tape.gradient(swish, x, output_gradients=dy), [0, derivative[1], 0, 2 * derivative[3]], rtol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(swish, x, output_gradients=dy), [0, derivative[1], 0, 2 * derivative[3]], rtol=1e-6
+    )
     np.testing.assert_allclose(tape.gradient(relu, x, output_gradients=dy), [0, 1, 0, 2])
     np.testing.assert_allclose(swish, keras.activations.silu(x), rtol=1e-6)
 
@@ -152,11 +165,22 @@ def localisation(tmp_path_factory):
     from osteo_tf.training.train import train
 
     root, size = tmp_path_factory.mktemp("localisation"), LOCALISATION["size"]
-    manifest = make_cohort("hip", LOCALISATION["n"], root / "train", seed=0, image_size=size,
-                           informative_region="head_neck")
-    run = train(manifest, root / "run", backbone="resnet18", mode="image_only", image_size=size,
-                epochs=LOCALISATION["epochs"], patience=LOCALISATION["epochs"], batch_size=32,
-                learning_rate=0.01, seed=0, verbose=0)
+    manifest = make_cohort(
+        "hip", LOCALISATION["n"], root / "train", seed=0, image_size=size, informative_region="head_neck"
+    )
+    run = train(
+        manifest,
+        root / "run",
+        backbone="resnet18",
+        mode="image_only",
+        image_size=size,
+        epochs=LOCALISATION["epochs"],
+        patience=LOCALISATION["epochs"],
+        batch_size=32,
+        learning_rate=0.01,
+        seed=0,
+        verbose=0,
+    )
     held_out = make_cohort("hip", 48, root / "held_out", seed=100, image_size=size, informative_region="head_neck")
     rows = read_manifest(held_out)
     images = np.stack([load_image(path, None, size) for path in rows["image"]])
@@ -180,10 +204,13 @@ def test_trained_model_looks_at_the_head_and_neck_and_a_random_one_does_not(loca
     trained, auc = osteoporosis_evidence_inside(model, images, masks, labels)
     assert auc > 0.95  # it learned the task
     keras.utils.set_random_seed(0)
-    random, _ = osteoporosis_evidence_inside(build_model("resnet18", "image_only", LOCALISATION["size"], 0),
-                                             images, masks, labels)
-    print(f"osteoporosis Grad-CAM mass inside the head and neck: trained {trained:.3f}, random {random:.3f}, "
-          f"share {share:.3f}")
+    random, _ = osteoporosis_evidence_inside(
+        build_model("resnet18", "image_only", LOCALISATION["size"], covariate_dim=0), images, masks, labels
+    )
+    print(
+        f"osteoporosis Grad-CAM mass inside the head and neck: trained {trained:.3f}, random {random:.3f}, "
+        f"share {share:.3f}"
+    )
     assert trained >= share + LOCALISATION["margin"], (trained, share)
     assert random < share + LOCALISATION["margin"], (random, share)
 
@@ -208,8 +235,14 @@ def test_osteo_explain_with_masks_reproduces_the_localisation_check(localisation
 
     model, images, masks, labels, run, held_out = localisation
     expected, _ = osteoporosis_evidence_inside(model, images, masks, labels)
-    table = explain_run(run.path, manifest=held_out, limit=len(labels), out=tmp_path / "out",
-                        layer=LOCALISATION["layer"], mask_column="mask")
+    table = explain_run(
+        run.path,
+        manifest=held_out,
+        limit=len(labels),
+        out=tmp_path / "out",
+        layer=LOCALISATION["layer"],
+        mask_column="mask",
+    )
     assert len(table) == len(labels)
     mean_inside = table.loc[table["label"] == 1, "mass_inside_mask"].mean()
     assert abs(mean_inside - expected) < 0.01, (mean_inside, expected)

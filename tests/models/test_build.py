@@ -36,7 +36,10 @@ def test_covariates_only_has_no_image_input():
 
 def test_ensemble_round_trips_through_keras_file(tmp_path):
     model = build_model("efficientnet_b0", "ensemble", image_size=SIZE, covariate_dim=4)
-    inputs = {"image": np.random.rand(1, SIZE, SIZE, 3).astype("float32") * 255, "covariates": np.ones((1, 4), "float32")}
+    inputs = {
+        "image": np.random.rand(1, SIZE, SIZE, 3).astype("float32") * 255,
+        "covariates": np.ones((1, 4), "float32"),
+    }
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(again.predict(inputs, verbose=0), model.predict(inputs, verbose=0), rtol=1e-5)
@@ -64,7 +67,7 @@ def test_imagenet_offline_says_what_to_pass_instead():
     try:
         build_backbone("efficientnet_b0", SIZE, weights="imagenet")
     except OsteoInputError as error:
-        assert "--weights none" in str(error) and "efficientnet_b0" in str(error)
+        assert "weights=none" in str(error) and "efficientnet_b0" in str(error)
     else:  # pragma: no cover - only where the weights can be downloaded
         pytest.skip("ImageNet weights were reachable")
 
@@ -74,8 +77,11 @@ def test_model_code_imports_no_tensorflow():
     package = Path(models.__file__).parent
     for source in package.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             assert not any(n.split(".")[0] == "tensorflow" for n in names), source.name
 
 

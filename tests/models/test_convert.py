@@ -12,12 +12,13 @@ import pytest
 
 from osteo_tf.cli import main
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.models.backbones import build_backbone
-from osteo_tf.models.convert import assign_state_dict, convert_torchvision, export_state_dict, save_weights
+from osteo_tf.models.backbones import build_backbone, convert_torchvision
+from osteo_tf.models.convert import assign_state_dict, export_state_dict, save_weights
 
 HAS_TORCHVISION = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchvision") is not None
-needs_torchvision = pytest.mark.skipif(not HAS_TORCHVISION, reason="torch + torchvision not installed "
-                                       "(optional: pip install 'osteo_tf[torch]')")
+needs_torchvision = pytest.mark.skipif(
+    not HAS_TORCHVISION, reason="torch + torchvision not installed (optional: pip install 'osteo_tf[torch]')"
+)
 
 
 # Runs in its own process: torchvision's compiled ops crash when loaded after TensorFlow.
@@ -55,8 +56,13 @@ def _torchvision_checkpoint(arch: str, folder, size: int = 64) -> tuple:
     """Writes a random torchvision ``arch`` checkpoint; returns its path and the reference arrays."""
     checkpoint, reference = folder / f"{arch}.pth", folder / f"{arch}.npz"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, "-c", TORCHVISION_SCRIPT, arch, str(checkpoint), str(reference), str(size)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", TORCHVISION_SCRIPT, arch, str(checkpoint), str(reference), str(size)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return checkpoint, dict(np.load(reference))
 
@@ -66,7 +72,7 @@ def _torchvision_checkpoint(arch: str, folder, size: int = 64) -> tuple:
 def test_converted_weights_give_torchvisions_logits(arch, tmp_path):
     checkpoint, reference = _torchvision_checkpoint(arch, tmp_path)
     out = tmp_path / f"{arch}.weights.h5"
-    assert main(["weights", "convert", "--arch", arch, "--from", "torchvision", str(checkpoint), "--out", str(out)]) == 0
+    assert main(["weights", "convert", "--arch", arch, str(checkpoint), "--out", str(out)]) == 0
 
     batch, expected = reference["batch"], reference["logits"]
     backbone = build_backbone(arch, batch.shape[1], weights=out)
@@ -81,12 +87,28 @@ def test_converted_weights_give_torchvisions_logits(arch, tmp_path):
 @needs_torchvision
 def test_convert_names_a_wrong_architecture(tmp_path):
     checkpoint, _ = _torchvision_checkpoint("resnet18", tmp_path, size=32)
-    with pytest.raises(OsteoInputError, match=r"does not match torchvision's resnet34: key 'layer1\.2\.conv1\.weight' for Keras layer 'stack0_block2_1_conv'"):
+    with pytest.raises(
+        OsteoInputError,
+        match=r"does not match torchvision's resnet34: key 'layer1\.2\.conv1\.weight' "
+        r"for Keras layer 'stack0_block2_1_conv'",
+    ):
         convert_torchvision("resnet34", checkpoint, tmp_path / "x.weights.h5")
     assert not (tmp_path / "x.weights.h5").exists()
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    assert main(["weights", "convert", "--arch", "resnet18", str(tmp_path / "junk.pth"), "--out",
-                 str(tmp_path / "y.weights.h5")]) == 2
+    assert (
+        main(
+            [
+                "weights",
+                "convert",
+                "--arch",
+                "resnet18",
+                str(tmp_path / "junk.pth"),
+                "--out",
+                str(tmp_path / "y.weights.h5"),
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.parametrize("arch", ["googlenet", "resnet18"])
@@ -94,7 +116,9 @@ def test_state_dict_round_trip_through_a_weights_file(arch, tmp_path):
     # No torch needed: Keras → torch layout → a fresh Keras model → .weights.h5 → loaded again.
     source = build_backbone(arch, 32)
     state_dict = export_state_dict(arch, source)
-    assert all(value.ndim != 4 or value.shape[2] == value.shape[3] for value in state_dict.values())  # (out, in, kh, kw)
+    assert all(
+        value.ndim != 4 or value.shape[2] == value.shape[3] for value in state_dict.values()
+    )  # (out, in, kh, kw)
     copy = build_backbone(arch, 32)
     report = assign_state_dict(arch, copy, state_dict)
     assert report.tensors == len(state_dict) and report.left_out == []

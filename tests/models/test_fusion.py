@@ -12,14 +12,13 @@ import tensorflow as tf
 from osteo_tf.data.covariates import CovariateEncoder
 from osteo_tf.data.manifest import read_manifest
 from osteo_tf.data.pipeline import load_image
-from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.explain.gradcam import gradcam
 from osteo_tf.io import read_json
 from osteo_tf.models import OUTPUTS_WITH_AUX, build_model, get_backbone_spec, inference_model, normalize_images
 from osteo_tf.models.layers import CovariateWithholding
+from osteo_tf.runs.config import TrainConfig
 from osteo_tf.serving.archive import export_run
-from osteo_tf.training.config import TrainConfig
 from osteo_tf.training.train import train
 
 SIZE = 32
@@ -34,8 +33,8 @@ VARIANTS = {  # name: TrainConfig options
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return make_cohort("hip", 64, tmp_path_factory.mktemp("phantom"), seed=3, image_size=SIZE)
+def phantom(phantom_cohort):
+    return phantom_cohort("hip", 64, seed=3, image_size=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +47,28 @@ def _inputs(run, phantom, n=4):
     cohort = read_manifest(phantom).head(n)
     images = np.stack([load_image(p, None, SIZE) for p in cohort["image"]])
     covariates = CovariateEncoder.from_dict(read_json(run.encoder)).transform(cohort)
-    return images, covariates, {"image": normalize_images(images, get_backbone_spec("resnet18")), "covariates": covariates}
+    return (
+        images,
+        covariates,
+        {"image": normalize_images(images, get_backbone_spec("resnet18")), "covariates": covariates},
+    )
 
 
 @pytest.mark.parametrize("fusion", ["concat", "late", "film"])
 def test_each_fusion_builds_flat_with_its_layers(fusion):
-    model = build_model("resnet18", "ensemble", SIZE, 6, fusion=fusion)
+    model = build_model("resnet18", "ensemble", SIZE, covariate_dim=6, fusion=fusion)
     assert not any(isinstance(layer, keras.Model) for layer in model.layers)
     names = {layer.name for layer in model.layers}
-    expected = {"concat": {"fusion", "fusion_dense"}, "late": {"image_logit", "covariate_logit", "fusion"},
-                "film": {"film_scale", "film_shift", "film_modulate", "fusion_dense"}}[fusion]
+    expected = {
+        "concat": {"fusion", "fusion_dense"},
+        "late": {"image_logit", "covariate_logit", "fusion"},
+        "film": {"film_scale", "film_shift", "film_modulate", "fusion_dense"},
+    }[fusion]
     assert expected <= names and {"image_norm", "image_dropout", "covariate_norm"} <= names
-    out = model.predict({"image": np.random.rand(2, SIZE, SIZE, 3).astype("float32"),
-                         "covariates": np.zeros((2, 6), "float32")}, verbose=0)
+    out = model.predict(
+        {"image": np.random.rand(2, SIZE, SIZE, 3).astype("float32"), "covariates": np.zeros((2, 6), "float32")},
+        verbose=0,
+    )
     assert out.shape == (2, 1)
 
 
@@ -68,7 +76,7 @@ def test_the_covariates_reach_the_output_in_every_fusion():
     # A fusion that ignored the covariates would give the same probability for any vector.
     for fusion in ("concat", "late", "film"):
         keras.utils.set_random_seed(0)
-        model = build_model("resnet18", "ensemble", SIZE, 6, fusion=fusion)
+        model = build_model("resnet18", "ensemble", SIZE, covariate_dim=6, fusion=fusion)
         image = np.random.rand(1, SIZE, SIZE, 3).astype("float32")
         a = model.predict({"image": image, "covariates": np.zeros((1, 6), "float32")}, verbose=0)
         b = model.predict({"image": image, "covariates": np.full((1, 6), 3.0, "float32")}, verbose=0)
@@ -76,17 +84,18 @@ def test_the_covariates_reach_the_output_in_every_fusion():
 
 
 def test_aux_outputs_and_the_inference_model_share_weights():
-    model = build_model("resnet18", "ensemble", SIZE, 6, fusion="concat", aux_outputs=True)
+    model = build_model("resnet18", "ensemble", SIZE, covariate_dim=6, fusion="concat", aux_outputs=True)
     assert set(model.output) == set(OUTPUTS_WITH_AUX) == {"probability", "aux_image", "aux_covariates"}
     single = inference_model(model)
     inputs = {"image": np.random.rand(2, SIZE, SIZE, 3).astype("float32"), "covariates": np.ones((2, 6), "float32")}
-    np.testing.assert_allclose(single.predict(inputs, verbose=0), model.predict(inputs, verbose=0)["probability"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        single.predict(inputs, verbose=0), model.predict(inputs, verbose=0)["probability"], rtol=1e-6
+    )
     assert not any(layer.name in ("aux_image", "aux_covariates") for layer in single.layers)
     with pytest.raises(OsteoInputError, match="two branches"):
-        build_model("resnet18", "image_only", SIZE, 0, aux_outputs=True)
+        build_model("resnet18", "image_only", SIZE, covariate_dim=0, aux_outputs=True)
     with pytest.raises(OsteoInputError, match="unknown fusion 'sum'"):
-        build_model("resnet18", "ensemble", SIZE, 6, fusion="sum")
+        build_model("resnet18", "ensemble", SIZE, covariate_dim=6, fusion="sum")
 
 
 def test_config_validates_fusion_options():
@@ -120,10 +129,13 @@ def test_variant_trains_saves_explains_and_exports(name, runs, phantom, tmp_path
     export = export_run(run.path, tmp_path / "saved", name="m", version=1)
     serve = tf.saved_model.load(str(export.path)).signatures["serving_default"]
     rows = pd.read_csv(phantom, dtype=str).head(4)
-    request = {"image_bytes": tf.constant([(phantom.parent / p).read_bytes() for p in rows["image"]]),
-               "age": tf.constant(rows["age"].astype(float).to_numpy(np.float32)), "sex": tf.constant(rows["sex"].tolist()),
-               "bmi": tf.constant(rows["bmi"].astype(float).to_numpy(np.float32)),
-               "hip_fracture_history": tf.constant(rows["hip_fracture_history"].tolist())}
+    request = {
+        "image_bytes": tf.constant([(phantom.parent / p).read_bytes() for p in rows["image"]]),
+        "age": tf.constant(rows["age"].astype(float).to_numpy(np.float32)),
+        "sex": tf.constant(rows["sex"].tolist()),
+        "bmi": tf.constant(rows["bmi"].astype(float).to_numpy(np.float32)),
+        "hip_fracture_history": tf.constant(rows["hip_fracture_history"].tolist()),
+    }
     np.testing.assert_allclose(serve(**request)["probability"].numpy(), keras_p, atol=1e-5)
 
 
@@ -138,17 +150,24 @@ def test_a_withheld_model_serves_with_covariates_missing(runs, phantom, tmp_path
     assert card["fusion"] == {"design": "late", "aux_loss_weight": 0.3, "covariate_dropout": 0.3}
     serve = tf.saved_model.load(str(card_export.path)).signatures["serving_default"]
     rows = pd.read_csv(phantom, dtype=str).head(3)
-    request = {"image_bytes": tf.constant([(phantom.parent / p).read_bytes() for p in rows["image"]]),
-               "age": tf.constant([np.nan] * 3, tf.float32), "sex": tf.constant(["", "", ""]),
-               "bmi": tf.constant([np.nan] * 3, tf.float32), "hip_fracture_history": tf.constant(["", "", ""])}
+    request = {
+        "image_bytes": tf.constant([(phantom.parent / p).read_bytes() for p in rows["image"]]),
+        "age": tf.constant([np.nan] * 3, tf.float32),
+        "sex": tf.constant(["", "", ""]),
+        "bmi": tf.constant([np.nan] * 3, tf.float32),
+        "hip_fracture_history": tf.constant(["", "", ""]),
+    }
     missing = serve(**request)["probability"].numpy()
     # The same as the Keras model on the encoding of "all missing": fills plus indicators.
     model = keras.models.load_model(run.model)
-    blank = pd.DataFrame({"age": [np.nan] * 3, "bmi": [np.nan] * 3, "sex": [None] * 3, "hip_fracture_history": [None] * 3})
+    blank = pd.DataFrame(
+        {"age": [np.nan] * 3, "bmi": [np.nan] * 3, "sex": [None] * 3, "hip_fracture_history": [None] * 3}
+    )
     covariates = CovariateEncoder.from_dict(encoder).transform(blank)
     images = np.stack([load_image(p, None, SIZE) for p in read_manifest(phantom).head(3)["image"]])
-    expected = model.predict({"image": normalize_images(images, get_backbone_spec("resnet18")),
-                              "covariates": covariates}, verbose=0)[:, 0]
+    expected = model.predict(
+        {"image": normalize_images(images, get_backbone_spec("resnet18")), "covariates": covariates}, verbose=0
+    )[:, 0]
     np.testing.assert_allclose(missing, expected, atol=1e-5)
 
 
@@ -181,7 +200,7 @@ def test_evaluate_without_a_covariate_needs_a_model_that_can_do_without_it(runs)
     metrics = evaluate(runs["late_aux_withheld"].path, without=("bmi", "hip_fracture_history"))
     assert metrics["n"] > 0 and 0.0 <= metrics["auc"] <= 1.0
     assert (runs["late_aux_withheld"].path / "evaluation_test_without_bmi_hip_fracture_history.json").is_file()
-    with pytest.raises(OsteoInputError, match="cannot predict without 'bmi'.*--covariate-dropout"):
+    with pytest.raises(OsteoInputError, match="cannot predict without 'bmi'.*covariate_dropout=P"):
         evaluate(runs["concat"].path, without=("bmi",))
     with pytest.raises(OsteoInputError, match="'smoking' is not a covariate"):
         evaluate(runs["late_aux_withheld"].path, without=("smoking",))
@@ -191,9 +210,12 @@ def test_evaluate_without_a_covariate_needs_a_model_that_can_do_without_it(runs)
 def test_every_fusion_builds_and_predicts_on_each_backbone_family(backbone):
     spec = get_backbone_spec(backbone)
     size = max(SIZE, spec.min_image_size)
-    inputs = {"image": np.random.rand(2, size, size, 3).astype("float32") * 255, "covariates": np.ones((2, 6), "float32")}
+    inputs = {
+        "image": np.random.rand(2, size, size, 3).astype("float32") * 255,
+        "covariates": np.ones((2, 6), "float32"),
+    }
     for fusion in ("concat", "late", "film"):
-        model = build_model(backbone, "ensemble", size, 6, fusion=fusion)
+        model = build_model(backbone, "ensemble", size, covariate_dim=6, fusion=fusion)
         assert model.get_layer(spec.feature_layer).output.shape[-1] == spec.feature_channels
         out = model.predict(inputs, verbose=0)
         assert out.shape == (2, 1) and np.isfinite(out).all()

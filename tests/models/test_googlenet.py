@@ -70,7 +70,7 @@ def reference_ceil_max_pool(x: np.ndarray, k: int) -> np.ndarray:
     result = np.empty((x.shape[0], out, out, x.shape[3]), x.dtype)
     for i in range(out):
         for j in range(out):
-            result[:, i, j] = x[:, 2 * i:2 * i + k, 2 * j:2 * j + k].max(axis=(1, 2))
+            result[:, i, j] = x[:, 2 * i : 2 * i + k, 2 * j : 2 * j + k].max(axis=(1, 2))
     return result
 
 
@@ -89,7 +89,9 @@ def test_transform_input_is_torchvisions_affine_map():
     mapped = np.asarray(model.get_layer("transform_input")(x))
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(mapped, x * (std / 0.5) + (mean - 0.5) / 0.5, rtol=1e-6, atol=1e-6)
-    assert "transform_input" not in [layer.name for layer in GoogLeNet(include_top=False, input_shape=(32, 32, 3)).layers]
+    assert "transform_input" not in [
+        layer.name for layer in GoogLeNet(include_top=False, input_shape=(32, 32, 3)).layers
+    ]
 
 
 def test_adaptive_average_pooling_matches_torch_bins():

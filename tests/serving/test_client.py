@@ -1,42 +1,76 @@
 """The TF Serving REST client against TF Serving's documented request and response JSON (no TensorFlow)."""
 
 import base64
-import http.server
 import io
 import json
-import threading
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import JSONHandler, http_server
 from PIL import Image
 
 from osteo_tf.data.images import read_image
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.serving.client import (RestClient, ServingError, encode_instance, parse_predict_response,
-                                     predict_request, signature_inputs)
+from osteo_tf.serving.client import (
+    RestClient,
+    ServingError,
+    encode_instance,
+    parse_predict_response,
+    predict_request,
+    signature_inputs,
+)
 from osteo_tf.serving.predict import encode_png, predict_manifest
 
-INPUTS = {"image_bytes": "string", "age": "float32", "sex": "string", "bmi": "float32", "hip_fracture_history": "string"}
+INPUTS = {
+    "image_bytes": "string",
+    "age": "float32",
+    "sex": "string",
+    "bmi": "float32",
+    "hip_fracture_history": "string",
+}
 # GET /v1/models/osteo/metadata, as TF Serving answers it (GetModelMetadataResponse as JSON).
 METADATA = {
     "model_spec": {"name": "osteo", "signature_name": "", "version": "3"},
-    "metadata": {"signature_def": {"signature_def": {"serving_default": {
-        "inputs": {name: {"dtype": "DT_STRING" if dtype == "string" else "DT_FLOAT",
-                          "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
-                          "name": f"serving_default_{name}:0"} for name, dtype in INPUTS.items()},
-        "outputs": {"probability": {"dtype": "DT_FLOAT"}, "label": {"dtype": "DT_INT64"}},
-        "method_name": "tensorflow/serving/predict"}}}},
+    "metadata": {
+        "signature_def": {
+            "signature_def": {
+                "serving_default": {
+                    "inputs": {
+                        name: {
+                            "dtype": "DT_STRING" if dtype == "string" else "DT_FLOAT",
+                            "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
+                            "name": f"serving_default_{name}:0",
+                        }
+                        for name, dtype in INPUTS.items()
+                    },
+                    "outputs": {"probability": {"dtype": "DT_FLOAT"}, "label": {"dtype": "DT_INT64"}},
+                    "method_name": "tensorflow/serving/predict",
+                }
+            }
+        }
+    },
 }
 
 
 def test_request_body_is_tf_servings_row_format():
-    instance = encode_instance({"image_bytes": b"\x89PNG raw", "age": np.float64(71), "sex": "F", "bmi": "22.4",
-                                "hip_fracture_history": "no"}, INPUTS)
+    instance = encode_instance(
+        {"image_bytes": b"\x89PNG raw", "age": np.float64(71), "sex": "F", "bmi": "22.4", "hip_fracture_history": "no"},
+        INPUTS,
+    )
     body = json.loads(json.dumps(predict_request([instance])))
-    assert body == {"signature_name": "serving_default", "instances": [{
-        "image_bytes": {"b64": base64.b64encode(b"\x89PNG raw").decode()},
-        "age": 71.0, "sex": "F", "bmi": 22.4, "hip_fracture_history": "no"}]}
+    assert body == {
+        "signature_name": "serving_default",
+        "instances": [
+            {
+                "image_bytes": {"b64": base64.b64encode(b"\x89PNG raw").decode()},
+                "age": 71.0,
+                "sex": "F",
+                "bmi": 22.4,
+                "hip_fracture_history": "no",
+            }
+        ],
+    }
 
 
 def test_responses_are_parsed_from_tf_servings_formats():
@@ -50,7 +84,7 @@ def test_responses_are_parsed_from_tf_servings_formats():
     assert signature_inputs(METADATA) == INPUTS
 
 
-class FakeServer(http.server.BaseHTTPRequestHandler):
+class FakeServer(JSONHandler):
     seen: list = []
 
     def do_GET(self):
@@ -63,30 +97,25 @@ class FakeServer(http.server.BaseHTTPRequestHandler):
         empty = [k for k, i in enumerate(body["instances"]) if i["hip_fracture_history"] == ""]
         if empty:  # as the serving graph words it (TF Serving passes the text on)
             named = ", ".join(f"instance {k}" for k in empty)
-            return self._reply(400, {"error": f"assertion failed: [input hip_fracture_history: value missing "
-                                              f"(empty string) in {named}]"})
-        self._reply(200, {"predictions": [{"probability": 0.25 * (k % 4), "label": int(k % 4 >= 2)}
-                                          for k, _ in enumerate(body["instances"])]})
-
-    def _reply(self, status, value):
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+            return self._reply(
+                400,
+                {"error": f"assertion failed: [input hip_fracture_history: value missing (empty string) in {named}]"},
+            )
+        self._reply(
+            200,
+            {
+                "predictions": [
+                    {"probability": 0.25 * (k % 4), "label": int(k % 4 >= 2)} for k, _ in enumerate(body["instances"])
+                ]
+            },
+        )
 
 
 @pytest.fixture
 def server():
     FakeServer.seen = []
-    httpd = http.server.HTTPServer(("127.0.0.1", 0), FakeServer)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with http_server(FakeServer) as url:
+        yield url
 
 
 @pytest.fixture
@@ -94,8 +123,17 @@ def manifest(tmp_path):
     rows = []
     for i in range(5):
         Image.fromarray(np.full((32, 32), 10 * i, np.uint8)).save(tmp_path / f"{i}.png")
-        rows.append({"image": f"{i}.png", "patient_id": f"P{i}", "age": 60 + i, "sex": "F", "height_cm": 160,
-                     "weight_kg": 50 + i, "hip_fracture_history": "no"})
+        rows.append(
+            {
+                "image": f"{i}.png",
+                "patient_id": f"P{i}",
+                "age": 60 + i,
+                "sex": "F",
+                "height_cm": 160,
+                "weight_kg": 50 + i,
+                "hip_fracture_history": "no",
+            }
+        )
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     return tmp_path / "m.csv"
 
@@ -109,7 +147,7 @@ def test_predict_via_rest(server, manifest, tmp_path):
     first = body["instances"][0]
     sent = np.asarray(Image.open(io.BytesIO(base64.b64decode(first["image_bytes"]["b64"]))))
     assert np.array_equal(sent, read_image(tmp_path / "0.png"))  # as training reads it (8-bit stays 8-bit)
-    assert first["bmi"] == pytest.approx(50 / 1.6 ** 2) and first["age"] == 60.0 and first["sex"] == "F"
+    assert first["bmi"] == pytest.approx(50 / 1.6**2) and first["age"] == 60.0 and first["sex"] == "F"
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["image", "patient_id", "probability", "label"]
     assert result["probability"].tolist() == [0.0, 0.25, 0.0, 0.25, 0.0]
 
@@ -118,8 +156,11 @@ def test_server_refusals_name_the_manifest_line(server, manifest, tmp_path):
     table = pd.read_csv(manifest)
     table.loc[1, "hip_fracture_history"] = None  # the client cannot know whether the model imputes it
     table.to_csv(manifest, index=False)
-    with pytest.raises(ServingError, match=r"m\.csv, line 3 \(1\.png\) = instance 1: .*HTTP 400: .*"
-                                           r"hip_fracture_history: value missing \(empty string\) in instance 1"):
+    with pytest.raises(
+        ServingError,
+        match=r"m\.csv, line 3 \(1\.png\) = instance 1: .*HTTP 400: .*"
+        r"hip_fracture_history: value missing \(empty string\) in instance 1",
+    ):
         predict_manifest(manifest, tmp_path / "p.csv", server=server)
     assert RestClient(server, "osteo", label="stable").model_url.endswith("/v1/models/osteo/labels/stable")
 
@@ -142,8 +183,11 @@ def test_manifest_problems_are_reported_by_line_before_any_request(server, manif
 
 def test_a_column_the_model_takes_is_required(server, manifest, tmp_path):
     pd.read_csv(manifest).drop(columns=["hip_fracture_history"]).to_csv(manifest, index=False)
-    with pytest.raises(OsteoInputError, match=r"m\.csv, line 1: column 'hip_fracture_history' not found: the model "
-                                              r"takes 'hip_fracture_history'"):
+    with pytest.raises(
+        OsteoInputError,
+        match=r"m\.csv, line 1: column 'hip_fracture_history' not found: the model "
+        r"takes 'hip_fracture_history'",
+    ):
         predict_manifest(manifest, tmp_path / "p.csv", server=server)
     assert [m for m, _, _ in FakeServer.seen] == ["GET"]
 
@@ -164,8 +208,13 @@ def test_unreachable_server(manifest, tmp_path):
 
 
 def test_dicom_is_decoded_by_the_client_and_sent_as_16_bit_png(server, manifest, tmp_path, write_dicom):
-    write_dicom(tmp_path / "x.dcm", np.arange(40 * 36, dtype=np.uint16).reshape(40, 36) * 7, "MONOCHROME1",
-                RescaleSlope=0.5, RescaleIntercept=-1024)
+    write_dicom(
+        tmp_path / "x.dcm",
+        np.arange(40 * 36, dtype=np.uint16).reshape(40, 36) * 7,
+        "MONOCHROME1",
+        RescaleSlope=0.5,
+        RescaleIntercept=-1024,
+    )
     table = pd.read_csv(manifest)
     table.loc[0, "image"] = "x.dcm"
     table.to_csv(manifest, index=False)

@@ -34,21 +34,43 @@ def test_in_graph_decoding_equals_the_training_pipeline(kind, tmp_path):
 
 
 def hip_encoder(sex_codes=None) -> tuple[CovariateEncoder, pd.DataFrame]:
-    train = pd.DataFrame({"age": [60.0, 70.0, 85.5, 77.0], "bmi": [19.0, 24.5, 31.0, 22.0], "sex": ["F", "M", "F", "F"],
-                          "hip_fracture_history": [0, 1, 0, 1], "site": ["A", "B", "A", "A"]})
+    train = pd.DataFrame(
+        {
+            "age": [60.0, 70.0, 85.5, 77.0],
+            "bmi": [19.0, 24.5, 31.0, 22.0],
+            "sex": ["F", "M", "F", "F"],
+            "hip_fracture_history": [0, 1, 0, 1],
+            "site": ["A", "B", "A", "A"],
+        }
+    )
     encoder = CovariateEncoder.for_columns(["age", "bmi", "sex", "hip_fracture_history", "site"], train).fit(train)
     return encoder, train
 
 
 def test_covariates_are_encoded_in_graph_exactly_as_in_training():
     encoder, table = hip_encoder()
-    spec = ServingSpec("resnet18", "covariates_only", 32, 0.5, encoder=encoder.to_dict(),
-                       sex_codes={"f": "F", "m": "M", "female": "F", "male": "M", "0": "F", "1": "M"})
-    assert spec.inputs == {"age": "float32", "bmi": "float32", "sex": "string", "hip_fracture_history": "string",
-                           "site": "string"}
-    raw = {"age": tf.constant(table["age"], tf.float32), "bmi": tf.constant(table["bmi"], tf.float32),
-           "sex": tf.constant(["0", " male", "Female", "f"]),  # codes as a record may hold them
-           "hip_fracture_history": tf.constant(["no", "YES", "0", "true"]), "site": tf.constant(["A", "B", "A", "A"])}
+    spec = ServingSpec(
+        "resnet18",
+        "covariates_only",
+        32,
+        0.5,
+        encoder=encoder.to_dict(),
+        sex_codes={"f": "F", "m": "M", "female": "F", "male": "M", "0": "F", "1": "M"},
+    )
+    assert spec.inputs == {
+        "age": "float32",
+        "bmi": "float32",
+        "sex": "string",
+        "hip_fracture_history": "string",
+        "site": "string",
+    }
+    raw = {
+        "age": tf.constant(table["age"], tf.float32),
+        "bmi": tf.constant(table["bmi"], tf.float32),
+        "sex": tf.constant(["0", " male", "Female", "f"]),  # codes as a record may hold them
+        "hip_fracture_history": tf.constant(["no", "YES", "0", "true"]),
+        "site": tf.constant(["A", "B", "A", "A"]),
+    }
     encoded = ServingGraph(None, spec).covariates(raw).numpy()
     np.testing.assert_allclose(encoded, encoder.transform(table), atol=1e-6)
 
@@ -71,13 +93,25 @@ def test_image_only_graph_runs_on_bytes_alone(tmp_path):
 
 
 def test_imputed_covariates_are_filled_and_flagged_in_graph():
-    train = pd.DataFrame({"age": [60.0, 70.0, 85.5, 77.0], "bmi": [19.0, np.nan, 31.0, 22.0],
-                          "sex": ["F", "M", None, "F"], "hip_fracture_history": [0, 1, 0, 1]})
-    encoder = CovariateEncoder.for_columns(["age", "bmi", "sex", "hip_fracture_history"], train, impute="median").fit(train)
+    train = pd.DataFrame(
+        {
+            "age": [60.0, 70.0, 85.5, 77.0],
+            "bmi": [19.0, np.nan, 31.0, 22.0],
+            "sex": ["F", "M", None, "F"],
+            "hip_fracture_history": [0, 1, 0, 1],
+        }
+    )
+    encoder = CovariateEncoder.for_columns(["age", "bmi", "sex", "hip_fracture_history"], train, impute="median").fit(
+        train
+    )
     assert encoder.imputed == ("bmi", "sex")
     spec = ServingSpec("resnet18", "covariates_only", 32, 0.5, encoder=encoder.to_dict())
-    raw = {"age": tf.constant(train["age"], tf.float32), "bmi": tf.constant(train["bmi"], tf.float32),
-           "sex": tf.constant(["F", "M", "", "f"]), "hip_fracture_history": tf.constant(["no", "yes", "no", "yes"])}
+    raw = {
+        "age": tf.constant(train["age"], tf.float32),
+        "bmi": tf.constant(train["bmi"], tf.float32),
+        "sex": tf.constant(["F", "M", "", "f"]),
+        "hip_fracture_history": tf.constant(["no", "yes", "no", "yes"]),
+    }
     graph = ServingGraph(None, spec)
     np.testing.assert_allclose(graph.covariates(raw).numpy(), encoder.transform(train), atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="input age: value missing"):  # not imputed: refused
@@ -88,5 +122,7 @@ def test_the_runs_intensity_normalisation_is_used(tmp_path):
     IMAGES["gray16"].save(tmp_path / "x.png")
     spec = ServingSpec("resnet18", "image_only", 32, 0.5, intensity="percentile:1,99")
     served = ServingGraph(None, spec).images(tf.constant([(tmp_path / "x.png").read_bytes()])).numpy()[0]
-    trained = normalize_images(load_image(str(tmp_path / "x.png"), None, 32, "percentile:1,99"), get_backbone_spec("resnet18"))
+    trained = normalize_images(
+        load_image(str(tmp_path / "x.png"), None, 32, intensity="percentile:1,99"), get_backbone_spec("resnet18")
+    )
     np.testing.assert_array_equal(served, trained)

@@ -14,8 +14,9 @@ LOSSES = [5.0, 4.0, 4.5, 4.2, 3.0, 3.5, float("nan"), 3.2, 3.1, 2.0, 2.5, 2.6, 2
 
 def _keras_reference(patience: int) -> tuple[int, int]:
     """(stopped epoch or -1, best epoch) of keras.callbacks.EarlyStopping on LOSSES."""
-    reference = keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience,
-                                              restore_best_weights=True)
+    reference = keras.callbacks.EarlyStopping(
+        monitor="val_loss", mode="min", patience=patience, restore_best_weights=True
+    )
     reference.set_model(types.SimpleNamespace(stop_training=False, get_weights=lambda: []))
     reference.on_train_begin()
     for epoch, loss in enumerate(LOSSES):

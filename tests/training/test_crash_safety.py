@@ -17,7 +17,7 @@ import pytest
 from osteo_tf.cli import main
 from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.io import write_json
-from osteo_tf.training.run_dir import RunDir
+from osteo_tf.runs.run_dir import RunDir
 
 
 def test_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
@@ -82,10 +82,31 @@ def test_killed_train_is_incomplete_and_resumes_to_the_uninterrupted_run(tmp_pat
     predictions equal those of a fit never interrupted (CPU, op determinism)."""
     manifest = make_cohort("hip", 40, tmp_path / "cohort", seed=3, image_size=32)
     run = tmp_path / "run"
-    options = ["--manifest", str(manifest), "--backbone", "resnet18", "--mode", "ensemble", "--image-size", "32",
-               "--epochs", "4", "--patience", "2", "--batch-size", "4", "--verbose", "0", "--deterministic",
-               "--covariate-dropout", "0.3",  # dropout and withholding: random layers must resume too
-               "--fusion", "late", "--aux-loss-weight", "0.3"]  # early stopping follows val_probability_loss
+    options = [
+        "--manifest",
+        str(manifest),
+        "--backbone",
+        "resnet18",
+        "--mode",
+        "ensemble",
+        "--image-size",
+        "32",
+        "--epochs",
+        "4",
+        "--patience",
+        "2",
+        "--batch-size",
+        "4",
+        "--verbose",
+        "0",
+        "--deterministic",
+        "--covariate-dropout",
+        "0.3",  # dropout and withholding: random layers must resume too
+        "--fusion",
+        "late",
+        "--aux-loss-weight",
+        "0.3",
+    ]  # early stopping follows val_probability_loss
     command = [sys.executable, "-m", "osteo_tf.cli", "train", "--out", str(run), *options]
     _kill_after_epochs(command, run / "history.csv", 2)
 
@@ -113,8 +134,12 @@ def test_killed_train_is_incomplete_and_resumes_to_the_uninterrupted_run(tmp_pat
     assert resumed.stderr.strip() == "", resumed.stderr[-3000:]  # no TensorFlow / Keras start-up or fit warnings
     assert main(["train", "--out", str(tmp_path / "straight"), *options]) == 0
     for name in ("history.csv", "predictions.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(run / name), pd.read_csv(tmp_path / "straight" / name), rtol=0, atol=0)
-    assert json.loads((run / "metrics.json").read_text()) == json.loads((tmp_path / "straight" / "metrics.json").read_text())
+        pd.testing.assert_frame_equal(
+            pd.read_csv(run / name), pd.read_csv(tmp_path / "straight" / name), rtol=0, atol=0
+        )
+    assert json.loads((run / "metrics.json").read_text()) == json.loads(
+        (tmp_path / "straight" / "metrics.json").read_text()
+    )
     history = pd.read_csv(run / "history.csv")
     assert history["epoch"].tolist() == list(range(len(history))) and "val_probability_loss" in history
     assert RunDir(run).load_model().name == "resnet18_ensemble_late" and not (run / "backup").exists()

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from osteo_tf.cli import main
-from osteo_tf.data.synthetic import make_cohort
 
 
 @pytest.fixture(autouse=True)
@@ -21,16 +20,42 @@ def restore_op_determinism():
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return make_cohort("hip", 40, tmp_path_factory.mktemp("det"), seed=11, image_size=32)
+def phantom(phantom_cohort):
+    return phantom_cohort("hip", 40, seed=11, image_size=32)
 
 
 def test_two_seeded_runs_are_identical(phantom, tmp_path):
     runs = [tmp_path / "a", tmp_path / "b"]
     for run in runs:
-        assert main(["train", "--manifest", str(phantom), "--out", str(run), "--backbone", "resnet18",
-                     "--mode", "ensemble", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
-                     "--learning-rate", "0.01", "--seed", "5", "--deterministic", "--verbose", "0"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--manifest",
+                    str(phantom),
+                    "--out",
+                    str(run),
+                    "--backbone",
+                    "resnet18",
+                    "--mode",
+                    "ensemble",
+                    "--image-size",
+                    "32",
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "8",
+                    "--learning-rate",
+                    "0.01",
+                    "--seed",
+                    "5",
+                    "--deterministic",
+                    "--verbose",
+                    "0",
+                ]
+            )
+            == 0
+        )
     a, b = runs
     assert (a / "splits.csv").read_bytes() == (b / "splits.csv").read_bytes()
     assert json.loads((a / "metrics.json").read_text()) == json.loads((b / "metrics.json").read_text())

@@ -16,8 +16,9 @@ from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.evaluation.evaluate import evaluate
 from osteo_tf.training.train import train
 
-SETTINGS = dict(backbone="resnet18", image_size=32, epochs=15, patience=5, batch_size=32, learning_rate=0.01,
-                seed=0, verbose=0)
+SETTINGS = dict(
+    backbone="resnet18", image_size=32, epochs=15, patience=5, batch_size=32, learning_rate=0.01, seed=0, verbose=0
+)
 MARGIN = 0.02  # AUC the ensemble must gain over the better single-input model
 
 

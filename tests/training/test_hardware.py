@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.models import build_model
-from osteo_tf.training.config import TrainConfig
+from osteo_tf.runs.config import TrainConfig
 from osteo_tf.training.hardware import dtype_policy, resolve_runtime
 from osteo_tf.training.train import train
 
@@ -47,16 +46,31 @@ def test_dtype_policy_builds_mixed_layers_keeps_the_output_float32_and_restores_
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return make_cohort("hip", 40, tmp_path_factory.mktemp("phantom"), seed=3, image_size=32)
+def phantom(phantom_cohort):
+    return phantom_cohort("hip", 40, seed=3, image_size=32)
 
 
 def test_mixed_float16_fit_scales_the_loss_and_records_its_runtime(phantom, tmp_path):
-    run = train(phantom, tmp_path / "run", backbone="resnet18", mode="ensemble", image_size=32, epochs=1,
-                batch_size=8, precision="mixed_float16", jit=False, verbose=0)
+    run = train(
+        phantom,
+        tmp_path / "run",
+        backbone="resnet18",
+        mode="ensemble",
+        image_size=32,
+        epochs=1,
+        batch_size=8,
+        precision="mixed_float16",
+        jit=False,
+        verbose=0,
+    )
     runtime = json.loads(run.runtime.read_text())
-    assert runtime == {"precision": "mixed_float16", "jit": False, "replicas": 1, "devices": runtime["devices"],
-                       "global_batch_size": 8}
+    assert runtime == {
+        "precision": "mixed_float16",
+        "jit": False,
+        "replicas": 1,
+        "devices": runtime["devices"],
+        "global_batch_size": 8,
+    }
     model = run.load_model()  # as evaluate / export / explain load it
     assert model.get_layer("fusion_dense").compute_dtype == "float16"
     assert model.get_layer("probability").compute_dtype == "float32"
@@ -97,7 +111,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     # agree (gradients all-reduced) and every trainable variable has moved.
     from osteo_tf.models import build_model
     with two.scope():  # the third model on the same strategy: the collective keys must not collide
-        model = build_model("resnet18", "image_only", 32, 0)
+        model = build_model("resnet18", "image_only", 32, covariate_dim=0)
         model.compile(keras.optimizers.SGD(0.01), "binary_crossentropy")
     before = [v.numpy().copy() for v in model.trainable_variables]
     rng = np.random.default_rng(0)
@@ -112,8 +126,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
 
 def test_mirrored_strategy_on_two_cpu_devices_matches_one_device(phantom, tmp_path):
-    done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(phantom), str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(phantom), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(next(line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")))
     assert result["replicas"] == 2

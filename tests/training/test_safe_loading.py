@@ -11,8 +11,8 @@ import pytest
 import osteo_tf
 from osteo_tf.cli import main
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.training.config import TrainConfig
-from osteo_tf.training.run_dir import RunDir
+from osteo_tf.runs.config import TrainConfig
+from osteo_tf.runs.run_dir import RunDir
 
 SOURCES = sorted(Path(osteo_tf.__file__).parent.rglob("*.py"))
 
@@ -22,8 +22,14 @@ def test_no_unsafe_deserialisation_in_the_package():
         text = path.read_text()
         where = path.relative_to(Path(osteo_tf.__file__).parent)
         assert not re.search(r"^\s*(import|from)\s+(c?pickle|dill|joblib|shelve|marshal)\b", text, re.M), where
-        for unsafe in ("read_pickle(", "allow_pickle=True", "yaml.load(", "unsafe_load(", "safe_mode=False",
-                       "enable_unsafe_deserialization"):
+        for unsafe in (
+            "read_pickle(",
+            "allow_pickle=True",
+            "yaml.load(",
+            "unsafe_load(",
+            "safe_mode=False",
+            "enable_unsafe_deserialization",
+        ):
             assert unsafe not in text, (where, unsafe)
         for call in re.finditer(r"(?:models|saving)\.load_model\((.*)", text):  # Keras' loaders
             assert "safe_mode=True" in call.group(1), (where, call.group(0))
@@ -39,8 +45,14 @@ def test_a_model_file_holding_code_is_refused(tmp_path, capsys):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     keras.Model(inputs, outputs).save(run.model)
-    (run.config).write_text(json.dumps({"train": TrainConfig(backbone="resnet18", mode="covariates_only").to_dict(),
-                                        "manifest": str(tmp_path / "m.csv")}))
+    (run.config).write_text(
+        json.dumps(
+            {
+                "train": TrainConfig(backbone="resnet18", mode="covariates_only").to_dict(),
+                "manifest": str(tmp_path / "m.csv"),
+            }
+        )
+    )
     run.complete_marker.write_text("{}")
     with pytest.raises(OsteoInputError, match="refusing to load .*safe mode"):
         run.load_model()

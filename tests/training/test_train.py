@@ -10,7 +10,7 @@ from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.evaluate import evaluate
 from osteo_tf.evaluation.metrics import METRIC_NAMES
-from osteo_tf.training.config import TrainConfig
+from osteo_tf.runs.config import TrainConfig
 from osteo_tf.training.train import train
 
 TINY = dict(backbone="resnet18", image_size=32, epochs=2, batch_size=16, learning_rate=0.01, verbose=0)
@@ -27,8 +27,18 @@ def ensemble_run(phantom, tmp_path_factory):
 
 
 def test_run_folder_is_complete(ensemble_run):
-    for name in ("config.json", "splits.csv", "covariate_encoder.json", "history.csv", "model.keras",
-                 "predictions.csv", "metrics.json", "roc.png", "COMPLETE", "checkpoints/best.keras"):
+    for name in (
+        "config.json",
+        "splits.csv",
+        "covariate_encoder.json",
+        "history.csv",
+        "model.keras",
+        "predictions.csv",
+        "metrics.json",
+        "roc.png",
+        "COMPLETE",
+        "checkpoints/best.keras",
+    ):
         assert (ensemble_run.path / name).is_file(), name
     assert any((ensemble_run.path / "tensorboard").rglob("events.out.tfevents*"))
     assert len(pd.read_csv(ensemble_run.history)) == 2
@@ -85,8 +95,13 @@ def test_one_class_cohorts_are_refused_before_anything_is_written(phantom, ensem
     assert not (tmp_path / "exp" / "runs").exists()
     assert main(["evaluate", "--run", str(ensemble_run.path), "--manifest", str(manifest)]) == 2
     errors = capsys.readouterr().err
-    assert errors.count(f"manifest {manifest} has one class only: 120 osteoporosis and 0 non-osteoporosis rows "
-                        "(labels from column 't_score' (1 = T-score ≤ -2.5) and column 'label')") == 3
+    assert (
+        errors.count(
+            f"manifest {manifest} has one class only: 120 osteoporosis and 0 non-osteoporosis rows "
+            "(labels from column 't_score' (1 = T-score ≤ -2.5) and column 'label')"
+        )
+        == 3
+    )
     assert "Traceback" not in errors
 
 

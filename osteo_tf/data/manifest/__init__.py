@@ -1,7 +1,7 @@
 """Read a user's CSV manifest into a validated cohort table (the data contract).
 
 One row per image. Every value is read as a raw string and checked here; every problem in
-the file is collected and reported together in one :class:`OsteoInputError` whose lines
+the file is collected and reported together in one :class:`osteo_tf.errors.OsteoInputError` whose lines
 read ``cohort.csv, line 7, column 'age': 'abc' is not a number (expected years, 0–120)``.
 Nothing is silently dropped or defaulted; only lines whose cells are all empty (blank
 lines, spreadsheet rows of bare commas) are skipped, and line numbers still count them.
@@ -59,16 +59,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from osteo_tf.data.exclusions import exclusion_table, ManifestCheck
+from osteo_tf.data.exclusions import ManifestCheck, exclusion_table
 from osteo_tf.data.manifest.cells import _build_covariates, _build_ids, _build_labels, _build_roi, _Rows
 from osteo_tf.data.manifest.checks import _build_images, _check_duplicates, _check_patient_sex
-from osteo_tf.data.manifest.config import ManifestConfig, ManifestConfigError, ROI_COLUMNS, ROI_POINT_COLUMNS
+from osteo_tf.data.manifest.config import (  # noqa: F401 (re-exported)
+    COVARIATES,
+    DEFAULT_SEX_CODES,
+    ManifestColumns,
+    ManifestConfig,
+    ManifestConfigError,
+)
 from osteo_tf.data.manifest.problems import _Problems
 from osteo_tf.data.manifest.table import _map_columns, _read_table, _Table
-from osteo_tf.data.manifest.config import COVARIATES, DEFAULT_SEX_CODES, ManifestColumns  # noqa: F401 (re-exported)
+from osteo_tf.vocabulary import ROI_COLUMNS, ROI_POINT_COLUMNS
 
-__all__ = ["COVARIATES", "DEFAULT_SEX_CODES", "ManifestCheck", "ManifestColumns", "ManifestConfig",
-           "ManifestConfigError", "check_manifest", "present_columns", "read_manifest"]
+__all__ = [
+    "COVARIATES",
+    "DEFAULT_SEX_CODES",
+    "ManifestCheck",
+    "ManifestColumns",
+    "ManifestConfig",
+    "ManifestConfigError",
+    "check_manifest",
+    "present_columns",
+    "read_manifest",
+]
 
 
 # ------------------------------------------------------------------------------ public
@@ -126,14 +141,15 @@ def check_manifest(path: str | Path, config: ManifestConfig | None = None) -> Ma
     excluded = {r["line"] for r in records}
     keep = [i for i, line in enumerate(table.lines) if line not in excluded]
     return ManifestCheck(
-        path=path, cohort=_assemble(table, present, cols, keep), exclusions=exclusion_table(records),
+        path=path,
+        cohort=_assemble(table, present, cols, keep),
+        exclusions=exclusion_table(records),
         n_rows=len(table.lines) + len(table.malformed),
         message=problems._message() if problems else "",
     )
 
 
-def _exclusion_records(table: _Table, present: Mapping[str, str], problems: _Problems
-                       ) -> list[dict[str, Any]]:
+def _exclusion_records(table: _Table, present: Mapping[str, str], problems: _Problems) -> list[dict[str, Any]]:
     """One record per (row line, problem)."""
     cells = dict(zip(table.lines, table.rows))
     index = {c: table.header.index(present[c]) for c in ("image", "patient_id")}
@@ -142,8 +158,16 @@ def _exclusion_records(table: _Table, present: Mapping[str, str], problems: _Pro
         for line in p.lines:
             row = cells.get(line, table.malformed.get(line, []))
             raw = {c: (row[j] if j < len(row) else "") for c, j in index.items()}
-            records.append({"line": line, "image": raw["image"], "patient_id": raw["patient_id"],
-                            "column": p.column or "", "reason": p.reason, "detail": p.text})
+            records.append(
+                {
+                    "line": line,
+                    "image": raw["image"],
+                    "patient_id": raw["patient_id"],
+                    "column": p.column or "",
+                    "reason": p.reason,
+                    "detail": p.text,
+                }
+            )
     return records
 
 
@@ -161,12 +185,25 @@ def _validate(rows: _Rows) -> dict[str, list[Any]]:
     return cols
 
 
-_ORDER = ("image", "patient_id", "age", "sex", "bmi", "height_cm", "weight_kg",
-          "hip_fracture_history", "t_score", "label", *ROI_COLUMNS, *ROI_POINT_COLUMNS)
+_ORDER = (
+    "image",
+    "patient_id",
+    "age",
+    "sex",
+    "bmi",
+    "height_cm",
+    "weight_kg",
+    "hip_fracture_history",
+    "t_score",
+    "label",
+    *ROI_COLUMNS,
+    *ROI_POINT_COLUMNS,
+)
 
 
-def _assemble(table: _Table, present: Mapping[str, str], cols: Mapping[str, list[Any]],
-              keep: Sequence[int]) -> pd.DataFrame:
+def _assemble(
+    table: _Table, present: Mapping[str, str], cols: Mapping[str, list[Any]], keep: Sequence[int]
+) -> pd.DataFrame:
     """The rows ``keep`` (positions): canonical columns with their dtypes, then ``line``, then
     the user's other columns."""
     data: dict[str, Any] = {}

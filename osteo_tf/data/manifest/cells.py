@@ -5,9 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from osteo_tf.data.manifest.config import _DECIMAL_COMMA, _HIP_CODES, _INVALID, _LABEL_CODES, _NUMBER, _Range, _RANGES, ManifestConfig, ROI_COLUMNS, ROI_POINT_COLUMNS
+from osteo_tf.data.manifest.config import (
+    _DECIMAL_COMMA,
+    _HIP_CODES,
+    _INVALID,
+    _LABEL_CODES,
+    _NUMBER,
+    _RANGES,
+    ManifestConfig,
+    _Range,
+)
 from osteo_tf.data.manifest.problems import _show
 from osteo_tf.data.manifest.table import _Table
+from osteo_tf.vocabulary import ROI_COLUMNS, ROI_POINT_COLUMNS
+
+__all__: list[str] = []  # internal to osteo_tf.data.manifest (and its predict reader)
 
 
 # --------------------------------------------------------------------- cell validation
@@ -24,9 +36,7 @@ class _Rows:
     def cells(self, canon: str) -> list[str]:
         return self.table.column(self.present[canon])
 
-    def parse(
-        self, canon: str, parse_one: Callable[[str], Any], required: bool
-    ) -> list[Any]:
+    def parse(self, canon: str, parse_one: Callable[[str], Any], required: bool) -> list[Any]:
         """Parse a column cell by cell; None = empty, _INVALID = bad (reported)."""
         col = self.present[canon]
         out: list[Any] = []
@@ -70,8 +80,7 @@ def _parse_code(raw: str, codes: Mapping[str, Any], what: str, accepted: str) ->
 
 def _parse_roi_value(raw: str, minimum: int) -> int:
     if not _NUMBER.fullmatch(raw) or not float(raw).is_integer() or float(raw) < minimum:
-        raise ValueError(f"{_show(raw)} is not a valid ROI value "
-                         f"(expected a whole number of pixels ≥ {minimum})")
+        raise ValueError(f"{_show(raw)} is not a valid ROI value (expected a whole number of pixels ≥ {minimum})")
     return int(float(raw))
 
 
@@ -88,9 +97,7 @@ def _build_covariates(rows: _Rows) -> dict[str, list[Any]]:
         accepted = ", ".join(map(repr, codes)) + (
             "; add your own with sex_codes in the manifest config, e.g. {'0': 'F', '1': 'M'}"
         )
-        out["sex"] = rows.parse(
-            "sex", lambda r: _parse_code(r, codes, "sex code", accepted), rows.required("sex")
-        )
+        out["sex"] = rows.parse("sex", lambda r: _parse_code(r, codes, "sex code", accepted), rows.required("sex"))
     for canon in ("height_cm", "weight_kg"):
         if canon in rows.present:
             out[canon] = rows.number(canon, False)
@@ -100,15 +107,13 @@ def _build_covariates(rows: _Rows) -> dict[str, list[Any]]:
     if "hip_fracture_history" in rows.present:
         out["hip_fracture_history"] = rows.parse(
             "hip_fracture_history",
-            lambda r: _parse_code(r, _HIP_CODES, "fracture-history code",
-                                  "yes/no, y/n, 1/0, true/false"),
+            lambda r: _parse_code(r, _HIP_CODES, "fracture-history code", "yes/no, y/n, 1/0, true/false"),
             rows.required("hip_fracture_history"),
         )
     return out
 
 
-def _build_bmi(rows: _Rows, heights: list[Any] | None, weights: list[Any] | None
-               ) -> list[Any] | None:
+def _build_bmi(rows: _Rows, heights: list[Any] | None, weights: list[Any] | None) -> list[Any] | None:
     """BMI from its column, else (per row) from height and weight; None if neither exists."""
     has_column = "bmi" in rows.present
     if not has_column and (heights is None or weights is None):
@@ -139,7 +144,9 @@ def _derived_bmi(rows: _Rows, line: int, height_cm: float, weight_kg: float) -> 
     rows.problems.add(
         f"BMI from height {height_cm:g} cm and weight {weight_kg:g} kg is {bmi:.1f} kg/m², "
         f"outside the plausible {rng.lo:g}–{rng.hi:g}; check both values",
-        lines=(line,), column=cols, reason="invalid bmi",
+        lines=(line,),
+        column=cols,
+        reason="invalid bmi",
     )
     return _INVALID
 
@@ -158,9 +165,11 @@ def _build_labels(rows: _Rows) -> tuple[list[Any], list[Any]]:
     """(t_score, label) per row; a disagreement or no label at all is a problem."""
     n = len(rows.lines)
     t_scores = rows.number("t_score", False) if "t_score" in rows.present else [None] * n
-    given = (rows.parse("label", lambda r: _parse_code(r, _LABEL_CODES, "label",
-                                                       "0 or 1; 1 = osteoporosis"), False)
-             if "label" in rows.present else [None] * n)
+    given = (
+        rows.parse("label", lambda r: _parse_code(r, _LABEL_CODES, "label", "0 or 1; 1 = osteoporosis"), False)
+        if "label" in rows.present
+        else [None] * n
+    )
     labels = [_row_label(rows, line, t, g) for line, t, g in zip(rows.lines, t_scores, given)]
     return t_scores, labels
 
@@ -174,15 +183,19 @@ def _row_label(rows: _Rows, line: int, t: Any, given: Any) -> Any:
         rows.problems.add(
             f"label {given} disagrees with {rows.present['t_score']!r} = {t:g} (label is 1 "
             f"exactly when the T-score is ≤ {threshold:g}); correct one of them",
-            lines=(line,), column=rows.present["label"], reason="label disagrees with T-score",
+            lines=(line,),
+            column=rows.present["label"],
+            reason="label disagrees with T-score",
         )
         return _INVALID
     if from_t is None and given is None:
-        names = " or ".join(repr(rows.present[c]) for c in ("t_score", "label")
-                            if c in rows.present)
-        rows.problems.add(f"no label: fill in {names}", lines=(line,),
-                          column=" / ".join(rows.present[c] for c in ("t_score", "label")
-                                            if c in rows.present), reason="no label")
+        names = " or ".join(repr(rows.present[c]) for c in ("t_score", "label") if c in rows.present)
+        rows.problems.add(
+            f"no label: fill in {names}",
+            lines=(line,),
+            column=" / ".join(rows.present[c] for c in ("t_score", "label") if c in rows.present),
+            reason="no label",
+        )
         return _INVALID
     return from_t if from_t is not None else given
 
@@ -193,15 +206,19 @@ def _build_roi(rows: _Rows) -> dict[str, list[Any]]:
         return _build_roi_from_point(rows)
     if "roi_x" not in rows.present:
         return {}
-    out = {c: rows.parse(c, lambda r, m=(0 if c in ("roi_x", "roi_y") else 1):
-                         _parse_roi_value(r, m), False) for c in ROI_COLUMNS}
+    out = {
+        c: rows.parse(c, lambda r, m=(0 if c in ("roi_x", "roi_y") else 1): _parse_roi_value(r, m), False)
+        for c in ROI_COLUMNS
+    }
     for i, line in enumerate(rows.lines):
         empty = [c for c in ROI_COLUMNS if out[c][i] is None]
         if empty and len(empty) < len(ROI_COLUMNS):
             rows.problems.add(
                 f"incomplete ROI box: {', '.join(rows.present[c] for c in empty)} empty; "
-                "fill all four ROI values or none", lines=(line,),
-                column=rows.present[empty[0]], reason="incomplete ROI",
+                "fill all four ROI values or none",
+                lines=(line,),
+                column=rows.present[empty[0]],
+                reason="incomplete ROI",
             )
             for c in ROI_COLUMNS:
                 out[c][i] = _INVALID
@@ -223,8 +240,12 @@ def _build_roi_from_point(rows: _Rows) -> dict[str, list[Any]]:
         else:
             if (cx is None) != (cy is None) and _INVALID not in (cx, cy):
                 empty = "roi_cx" if cx is None else "roi_cy"
-                rows.problems.add("incomplete ROI point: fill both roi_cx and roi_cy or neither",
-                                  lines=(line,), column=rows.present[empty], reason="incomplete ROI")
+                rows.problems.add(
+                    "incomplete ROI point: fill both roi_cx and roi_cy or neither",
+                    lines=(line,),
+                    column=rows.present[empty],
+                    reason="incomplete ROI",
+                )
             box = (_INVALID,) * 4
         for c, v in zip(ROI_COLUMNS, box):
             out[c].append(v)
@@ -237,11 +258,11 @@ def _roi_note(rows: _Rows, roi: Mapping[str, list[Any]], i: int) -> str:
         return ""
     w, h = rows.config.roi_size
     where = "just below" if rows.config.roi_anchor == "below" else "centred on"
-    return (f" (the box is the configured roi_size {w}×{h} px {where} the point "
-            f"roi_cx={roi['roi_cx'][i]}, roi_cy={roi['roi_cy'][i]}; check the point or roi_size)")
+    return (
+        f" (the box is the configured roi_size {w}×{h} px {where} the point "
+        f"roi_cx={roi['roi_cx'][i]}, roi_cy={roi['roi_cy'][i]}; check the point or roi_size)"
+    )
 
 
 def _build_ids(rows: _Rows) -> list[Any]:
     return rows.parse("patient_id", lambda r: r, True)
-
-

@@ -8,9 +8,12 @@ from typing import Any
 
 from osteo_tf.data import images
 from osteo_tf.data.manifest.cells import _roi_note, _Rows
-from osteo_tf.data.manifest.config import _INVALID, ManifestConfig, ROI_COLUMNS
+from osteo_tf.data.manifest.config import _INVALID, ManifestConfig
 from osteo_tf.data.manifest.problems import _format_lines, _show
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.vocabulary import ROI_COLUMNS
+
+__all__: list[str] = []  # internal to osteo_tf.data.manifest (and its predict reader)
 
 
 # ------------------------------------------------------------------------------ images
@@ -59,11 +62,9 @@ def _check_image(base: Path, raw: str, box: tuple[Any, ...] | None, config: Mani
     try:
         path = (base / raw).resolve()
     except (OSError, ValueError, RuntimeError) as exc:
-        raise _ImageProblem(f"{_show(raw)} cannot be used as a file path ({exc})",
-                            "invalid image path") from exc
+        raise _ImageProblem(f"{_show(raw)} cannot be used as a file path ({exc})", "invalid image path") from exc
     if not _exists(path):
-        raise _ImageProblem(f"image file not found: {path}{_path_hint(raw, base)}",
-                            "image not found")
+        raise _ImageProblem(f"image file not found: {path}{_path_hint(raw, base)}", "image not found")
     try:
         size = images.verify_image(path) if config.check_images else images.image_size(path)
     except OsteoInputError as exc:
@@ -85,8 +86,11 @@ def _check_size(what: str, size: tuple[Any, ...], minimum: int, roi: bool) -> No
     width, height = size
     if min(width, height) < minimum:
         kind = "ROI crops" if roi else "images"
-        raise _ImageProblem(f"{what} is {width}×{height} px; {kind} must be at least {minimum}×{minimum} px "
-                            "(ManifestConfig.min_image_size)", "ROI too small" if roi else "image too small")
+        raise _ImageProblem(
+            f"{what} is {width}×{height} px; {kind} must be at least {minimum}×{minimum} px "
+            "(ManifestConfig.min_image_size)",
+            "ROI too small" if roi else "image too small",
+        )
 
 
 def _exists(path: Path) -> bool:
@@ -114,9 +118,12 @@ def _check_duplicates(rows: _Rows, paths: list[Any]) -> None:
             seen.setdefault(p, []).append(line)
     for p, lines in seen.items():
         if len(lines) > 1:
-            rows.problems.add(f"the same image {p} is listed {len(lines)} times; "
-                              "keep one row per image", lines=lines,
-                              column=rows.present["image"], reason="duplicate image")
+            rows.problems.add(
+                f"the same image {p} is listed {len(lines)} times; keep one row per image",
+                lines=lines,
+                column=rows.present["image"],
+                reason="duplicate image",
+            )
 
 
 def _check_patient_sex(rows: _Rows, ids: list[Any], sexes: list[Any]) -> None:
@@ -128,9 +135,8 @@ def _check_patient_sex(rows: _Rows, ids: list[Any], sexes: list[Any]) -> None:
         if len(found) > 1:
             detail = "; ".join(f"{s} on {_format_lines(ls)}" for s, ls in sorted(found.items()))
             rows.problems.add(
-                f"patient {pid!r} has rows that disagree on sex ({detail}); a patient's "
-                "rows must agree", lines=sorted(sum(found.values(), [])),
-                column=rows.present["sex"], reason="patient's rows disagree on sex",
+                f"patient {pid!r} has rows that disagree on sex ({detail}); a patient's rows must agree",
+                lines=sorted(sum(found.values(), [])),
+                column=rows.present["sex"],
+                reason="patient's rows disagree on sex",
             )
-
-

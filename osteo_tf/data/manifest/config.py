@@ -1,4 +1,5 @@
-"""Manifest options (column names, sex codes, required covariates, ROI, threshold, smallest image) and plausible ranges."""
+"""Manifest options (column names, sex codes, required covariates, ROI, threshold, smallest image) and plausible
+ranges."""
 
 from __future__ import annotations
 
@@ -11,22 +12,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from osteo_tf.data.images import MIN_IMAGE_SIZE
 from osteo_tf.errors import OsteoInputError
-
-
-#: Canonical names of the clinical covariates a protocol may require.
-COVARIATES: tuple[str, ...] = ("age", "sex", "bmi", "hip_fracture_history")
-#: Sex codes always accepted (lower-case keys; the config may add more).
-DEFAULT_SEX_CODES: Mapping[str, str] = MappingProxyType(
-    {"f": "F", "female": "F", "m": "M", "male": "M"}
+from osteo_tf.vocabulary import (
+    COVARIATE_RANGES,
+    COVARIATES,
+    DEFAULT_SEX_CODES,
+    HIP_FRACTURE_CODES,
+    MIN_IMAGE_SIZE,
+    ROI_ANCHORS,
 )
-ROI_COLUMNS: tuple[str, ...] = ("roi_x", "roi_y", "roi_w", "roi_h")
-ROI_POINT_COLUMNS: tuple[str, ...] = ("roi_cx", "roi_cy")
-ROI_ANCHORS: tuple[str, ...] = ("below", "center")
 
-_HIP_CODES = {"yes": 1, "y": 1, "1": 1, "1.0": 1, "true": 1,
-              "no": 0, "n": 0, "0": 0, "0.0": 0, "false": 0}
+__all__ = ["ManifestColumns", "ManifestConfig", "ManifestConfigError"]
+
+_HIP_CODES = HIP_FRACTURE_CODES
 _LABEL_CODES = {"0": 0, "0.0": 0, "1": 1, "1.0": 1}
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+", re.ASCII)
@@ -49,13 +47,7 @@ class _Range:
         return f"{self.unit}, {self.lo:g}–{self.hi:g}"
 
 
-_RANGES = {
-    "age": _Range("years", 0, 120),
-    "bmi": _Range("kg/m²", 10, 70),
-    "height_cm": _Range("cm", 50, 250),
-    "weight_kg": _Range("kg", 10, 350),
-    "t_score": _Range("DXA T-score", -10, 10),
-}
+_RANGES = {name: _Range(*bounds) for name, bounds in COVARIATE_RANGES.items()}
 
 
 # ------------------------------------------------------------------------------ config
@@ -112,15 +104,15 @@ class ManifestColumns:
         for f in fields(self):
             name = getattr(self, f.name)
             if not isinstance(name, str) or not name.strip():
-                raise ManifestConfigError(f"columns.{f.name}",
-                                          f"must be a non-empty column name, got {name!r}")
+                raise ManifestConfigError(f"columns.{f.name}", f"must be a non-empty column name, got {name!r}")
             object.__setattr__(self, f.name, name.strip())
         names = self.as_dict()
         for user in set(names.values()):
             canon = [c for c, u in names.items() if u == user]
             if len(canon) > 1:
-                raise ManifestConfigError("columns", f"{', '.join(canon)} all map to the same "
-                                          f"column {user!r}; give each its own column")
+                raise ManifestConfigError(
+                    "columns", f"{', '.join(canon)} all map to the same column {user!r}; give each its own column"
+                )
 
     def as_dict(self) -> dict[str, str]:
         """Canonical name → user's column name."""
@@ -170,8 +162,7 @@ class ManifestConfig:
 
     columns: ManifestColumns = field(default_factory=ManifestColumns)
     # hash=False: a mapping is unhashable; the config stays usable as a dict key.
-    sex_codes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEX_CODES),
-                                         hash=False)
+    sex_codes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEX_CODES), hash=False)
     required: tuple[str, ...] = ("age", "sex", "bmi")
     check_images: bool = True
     t_score_threshold: float = -2.5
@@ -193,8 +184,7 @@ class ManifestConfig:
             raise ManifestConfigError("t_score_threshold", f"must be a number (e.g. -2.5), got {t!r}")
         object.__setattr__(self, "roi_size", _check_roi_size(self.roi_size))
         if not isinstance(self.roi_anchor, str) or self.roi_anchor not in ROI_ANCHORS:
-            raise ManifestConfigError("roi_anchor", f"must be one of {', '.join(ROI_ANCHORS)}, "
-                                      f"got {self.roi_anchor!r}")
+            raise ManifestConfigError("roi_anchor", f"must be one of {', '.join(ROI_ANCHORS)}, got {self.roi_anchor!r}")
         object.__setattr__(self, "min_image_size", _check_min_image_size(self.min_image_size))
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,10 +194,14 @@ class ManifestConfig:
         before it existed keeps its settings (and hash).
         """
         values = {
-            "columns": self.columns.as_dict(), "sex_codes": dict(self.sex_codes),
-            "required": list(self.required), "check_images": self.check_images,
-            "t_score_threshold": self.t_score_threshold, "roi_size": list(self.roi_size),
-            "roi_anchor": self.roi_anchor, "allow_missing": self.allow_missing,
+            "columns": self.columns.as_dict(),
+            "sex_codes": dict(self.sex_codes),
+            "required": list(self.required),
+            "check_images": self.check_images,
+            "t_score_threshold": self.t_score_threshold,
+            "roi_size": list(self.roi_size),
+            "roi_anchor": self.roi_anchor,
+            "allow_missing": self.allow_missing,
         }
         if self.min_image_size != MIN_IMAGE_SIZE:
             values["min_image_size"] = self.min_image_size
@@ -261,8 +255,9 @@ class ManifestConfig:
 def _reject_unknown(section: str, d: Mapping[Any, Any], valid: Sequence[str]) -> None:
     unknown = [str(k) for k in d if str(k) not in valid]
     if unknown:
-        raise ManifestConfigError(section, f"unknown option(s) {', '.join(map(repr, unknown))}; "
-                                           f"valid options: {', '.join(valid)}")
+        raise ManifestConfigError(
+            section, f"unknown option(s) {', '.join(map(repr, unknown))}; valid options: {', '.join(valid)}"
+        )
 
 
 def _merge_sex_codes(codes: Mapping[Any, Any]) -> Mapping[str, str]:
@@ -279,18 +274,24 @@ def _merge_sex_codes(codes: Mapping[Any, Any]) -> Mapping[str, str]:
 
 
 def _check_roi_size(size: Any) -> tuple[int, int]:
-    ok = (isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2
-          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size))
+    ok = (
+        isinstance(size, Sequence)
+        and not isinstance(size, str)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    )
     if not ok:
-        raise ManifestConfigError("roi_size", f"must be [width, height] in whole pixels > 0 "
-                                              f"(e.g. [250, 400]), got {size!r}")
+        raise ManifestConfigError(
+            "roi_size", f"must be [width, height] in whole pixels > 0 (e.g. [250, 400]), got {size!r}"
+        )
     return int(size[0]), int(size[1])
 
 
 def _check_min_image_size(size: Any) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ManifestConfigError("min_image_size", f"must be a whole number of pixels >= 1 "
-                                                    f"(default {MIN_IMAGE_SIZE}), got {size!r}")
+        raise ManifestConfigError(
+            "min_image_size", f"must be a whole number of pixels >= 1 (default {MIN_IMAGE_SIZE}), got {size!r}"
+        )
     return size
 
 
@@ -300,8 +301,7 @@ def _check_required(required: Iterable[str]) -> tuple[str, ...]:
     names = tuple(str(r) for r in required)
     bad = [r for r in names if r not in COVARIATES]
     if bad:
-        raise ManifestConfigError("required", f"has unknown covariate(s) {', '.join(map(repr, bad))}; "
-                                              f"choose from {', '.join(COVARIATES)}")
+        raise ManifestConfigError(
+            "required", f"has unknown covariate(s) {', '.join(map(repr, bad))}; choose from {', '.join(COVARIATES)}"
+        )
     return names
-
-

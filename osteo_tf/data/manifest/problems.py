@@ -9,6 +9,8 @@ from pathlib import Path
 from osteo_tf.data.manifest.config import _MAX_LINES, _MAX_LISTED
 from osteo_tf.errors import OsteoInputError
 
+__all__: list[str] = []  # internal to osteo_tf.data.manifest (and its predict reader)
+
 
 # ---------------------------------------------------------------------------- problems
 
@@ -36,8 +38,9 @@ class _Problems:
         self.add(text, lines=(1,))
         self.header_bad = True
 
-    def add(self, text: str, lines: Iterable[int] = (), column: str | None = None,
-            reason: str | None = None) -> None:
+    def add(
+        self, text: str, lines: Iterable[int] = (), column: str | None = None, *, reason: str | None = None
+    ) -> None:
         if reason is None:
             reason = f"invalid {column}" if column is not None else "malformed row"
         self.items.append(_Problem(tuple(lines), column, text, reason))
@@ -59,8 +62,7 @@ class _Problems:
     def all_items(self) -> list[_Problem]:
         """Every problem, the missing values grouped per column."""
         return self.items + [
-            _Problem(tuple(lines), col, "value is missing (empty) in a required column",
-                     f"missing {col}")
+            _Problem(tuple(lines), col, "value is missing (empty) in a required column", f"missing {col}")
             for col, lines in self.missing.items()
         ]
 
@@ -108,5 +110,3 @@ def _format_lines(lines: Sequence[int], cap: bool = True) -> str:
 def _show(value: str) -> str:
     """A cell value quoted for a message, cut short if long."""
     return repr(value if len(value) <= 40 else value[:37] + "...")
-
-

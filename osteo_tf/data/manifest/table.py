@@ -9,9 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from osteo_tf.data.manifest.config import ManifestColumns, ManifestConfig, ROI_COLUMNS, ROI_POINT_COLUMNS
+from osteo_tf.data.manifest.config import ManifestColumns, ManifestConfig
 from osteo_tf.data.manifest.problems import _Problems
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.vocabulary import ROI_COLUMNS, ROI_POINT_COLUMNS
+
+__all__ = ["check_roi_columns"]
 
 
 # ------------------------------------------------------------------------- CSV reading
@@ -41,15 +44,10 @@ def _read_table(path: Path) -> _Table:
     records = _parse_csv(path, text)
     records = [(n, r) for n, r in records if any(c.strip() for c in r)]  # blank lines
     if not records:
-        raise OsteoInputError(
-            f"manifest {path} is empty: expected a header line and one row per image"
-        )
+        raise OsteoInputError(f"manifest {path} is empty: expected a header line and one row per image")
     (_, header), data = records[0], records[1:]
     if not data:
-        raise OsteoInputError(
-            f"manifest {path} has a header but no rows: add one row per image below "
-            "the header line"
-        )
+        raise OsteoInputError(f"manifest {path} has a header but no rows: add one row per image below the header line")
     header = [h.strip() for h in header]
     problems = _Problems(path)
     rows, lines = _check_shape(header, data, problems)
@@ -77,9 +75,7 @@ def _decode(path: Path, data: bytes) -> str:
             "save it as 'CSV UTF-8 (comma delimited)'"
         )
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise OsteoInputError(
-            f"manifest {path} is UTF-16 encoded; save it as 'CSV UTF-8 (comma delimited)'"
-        )
+        raise OsteoInputError(f"manifest {path} is UTF-16 encoded; save it as 'CSV UTF-8 (comma delimited)'")
     if b"\x00" in data:
         raise OsteoInputError(
             f"manifest {path} is not a CSV text file (it contains NUL bytes); point to the "
@@ -108,9 +104,7 @@ def _parse_csv(path: Path, text: str) -> list[tuple[int, list[str]]]:
                 return records
             records.append((start, row))
     except csv.Error as exc:
-        raise OsteoInputError(
-            f"manifest {path} is not a valid CSV file: line {reader.line_num}: {exc}"
-        ) from exc
+        raise OsteoInputError(f"manifest {path} is not a valid CSV file: line {reader.line_num}: {exc}") from exc
 
 
 def _check_shape(
@@ -119,15 +113,17 @@ def _check_shape(
     """Rows with as many cells as the header; the others become problems."""
     for name in {h for h in header if h and header.count(h) > 1}:
         cols = [str(i + 1) for i, h in enumerate(header) if h == name]
-        problems.add_header(f"column name {name!r} appears more than once (columns "
-                            f"{', '.join(cols)}); give each column a unique name")
+        problems.add_header(
+            f"column name {name!r} appears more than once (columns {', '.join(cols)}); give each column a unique name"
+        )
     rows, lines = [], []
     for line, row in data:
         if len(row) != len(header):
             problems.add(
                 f"row has {len(row)} values but the header has {len(header)} columns "
                 "(a missing or extra comma, or a comma inside an unquoted value?)",
-                lines=(line,), reason="wrong number of values in the row",
+                lines=(line,),
+                reason="wrong number of values in the row",
             )
         else:
             rows.append(row)
@@ -146,8 +142,11 @@ def _drop_unnamed_empty(
             continue
         used = [lines[i] for i, row in enumerate(rows) if row[j].strip()]
         if used:
-            problems.add(f"column {j + 1} has values but no name in the header line; "
-                         "add a column name", lines=used, reason="value in a column without a name")
+            problems.add(
+                f"column {j + 1} has values but no name in the header line; add a column name",
+                lines=used,
+                reason="value in a column without a name",
+            )
     return [header[j] for j in keep], [[row[j] for j in keep] for row in rows]
 
 
@@ -175,13 +174,11 @@ def check_roi_columns(present: Mapping[str, str], wanted: Mapping[str, str], pro
     roi = [c for c in ROI_COLUMNS if c in present]
     if roi and len(roi) < len(ROI_COLUMNS):
         absent = [wanted[c] for c in ROI_COLUMNS if c not in present]
-        problems.add_header(f"ROI columns must come all four or none; missing "
-                            f"{', '.join(map(repr, absent))}")
+        problems.add_header(f"ROI columns must come all four or none; missing {', '.join(map(repr, absent))}")
     point = [c for c in ROI_POINT_COLUMNS if c in present]
     if point and len(point) < len(ROI_POINT_COLUMNS):
         absent = [wanted[c] for c in ROI_POINT_COLUMNS if c not in present]
-        problems.add_header(f"ROI point columns must come both or neither; missing "
-                            f"{', '.join(map(repr, absent))}")
+        problems.add_header(f"ROI point columns must come both or neither; missing {', '.join(map(repr, absent))}")
     if roi and point:
         problems.add_header(
             f"the manifest has both ROI box columns ({', '.join(wanted[c] for c in roi)}) and ROI "
@@ -220,17 +217,20 @@ def _check_reserved(header: list[str], present: Mapping[str, str], problems: _Pr
     reserved = set(ManifestColumns().as_dict()) | {"line"}
     for name in header:
         if name in reserved and name not in used:
-            why = ("is reserved for the CSV line numbers" if name == "line" else
-                   "is a canonical column name but your config maps that column elsewhere")
+            why = (
+                "is reserved for the CSV line numbers"
+                if name == "line"
+                else "is a canonical column name but your config maps that column elsewhere"
+            )
             problems.add_header(f"column {name!r} {why}; rename it")
 
 
 def _rename_hint(header: list[str]) -> str:
-    hint = ("If your columns have other names, map them: ManifestConfig(columns="
-            "ManifestColumns(age='Age_years', ...)) in Python, or `columns: {age: Age_years}` "
-            "under the manifest section of a YAML config.")
+    hint = (
+        "If your columns have other names, map them: ManifestConfig(columns="
+        "ManifestColumns(age='Age_years', ...)) in Python, or `columns: {age: Age_years}` "
+        "under the manifest section of a YAML config."
+    )
     if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
         hint += " The header looks ';'- or tab-separated: save the file comma-separated."
     return hint
-
-

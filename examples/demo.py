@@ -1,6 +1,6 @@
 """The demo study through the Python API: what `osteo demo` does, as a user's own script.
 
-    python experiments/demo.py [OUT]
+    python examples/demo.py [OUT]
 
 Trains image-only, ensemble and covariate-only models on the phantom hip cohort and prints
 the test metrics; change DemoSettings (or call osteo_tf.train directly on your own

@@ -1,6 +1,6 @@
 """One fit on your own cohort through the Python API (the same as `osteo train` + `osteo evaluate`).
 
-    python experiments/train_own_cohort.py cohort.csv runs/effb0_ensemble
+python examples/train_own_cohort.py cohort.csv runs/effb0_ensemble
 """
 
 import sys

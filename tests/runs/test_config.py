@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.training.config import TrainConfig, TrainOptionError
+from osteo_tf.runs.config import TrainConfig, TrainOptionError
 
 
 @pytest.mark.parametrize("option, value, message", [

@@ -31,6 +31,8 @@ from pathlib import Path
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import read_json
 
+__all__ = ["RunDir"]
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -73,6 +75,8 @@ class RunDir:
         run folder is ever unpickled. A refused or damaged file is an OsteoInputError.
         """
         import keras
+
+        import osteo_tf.models.layers  # noqa: F401  (registers the project's layers for deserialisation)
 
         path = Path(path) if path is not None else self.model
         if not path.is_file():

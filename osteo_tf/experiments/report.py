@@ -42,13 +42,38 @@ from osteo_tf.evaluation.figures import plot_forest, plot_roc_comparison
 from osteo_tf.evaluation.fusion import NAIVE_LATE, NAIVE_LATE_NAME, fusion_table
 from osteo_tf.evaluation.metrics import METRIC_NAMES
 from osteo_tf.evaluation.stats import ALPHA, MIN_RUNS_FOR_TEST, p_phrase
-from osteo_tf.evaluation.tables import (MODE_NAMES, MODES, comparison_table, dental_markdown, format_frame, markdown_table,
-                                        ordered, per_model_table, ratio_table, summary_table)
+from osteo_tf.evaluation.tables import (
+    MODE_NAMES,
+    MODES,
+    comparison_table,
+    dental_markdown,
+    format_frame,
+    markdown_table,
+    ordered,
+    per_model_table,
+    ratio_table,
+    summary_table,
+)
 from osteo_tf.experiments.results import RESULTS, read_records
 from osteo_tf.io import atomic_path, write_csv
 
-_KEPT = ("fit_id", "config_hash", "experiment", "backbone", "mode", "repeat", "fold", "seed", "run_dir",
-         "seconds", "epochs_run", "best_epoch", "finished_at")
+__all__ = ["analysis_units", "load_results", "make_report", "report_summary", "verdicts"]
+
+_KEPT = (
+    "fit_id",
+    "config_hash",
+    "experiment",
+    "backbone",
+    "mode",
+    "repeat",
+    "fold",
+    "seed",
+    "run_dir",
+    "seconds",
+    "epochs_run",
+    "best_epoch",
+    "finished_at",
+)
 
 
 def load_results(directory: str | Path) -> pd.DataFrame:
@@ -56,8 +81,10 @@ def load_results(directory: str | Path) -> pd.DataFrame:
     metrics as columns, ``test_predictions`` (list of dicts) and ``test_images`` (frozenset)."""
     records = read_records(directory)
     if not records:
-        raise OsteoInputError(f"{directory} has no results: expected {Path(directory) / RESULTS}/<fit_id>.json files "
-                              "written by `osteo experiment`; run (or finish) the experiment first")
+        raise OsteoInputError(
+            f"{directory} has no results: expected {Path(directory) / RESULTS}/<fit_id>.json files "
+            "written by `osteo experiment`; run (or finish) the experiment first"
+        )
     rows = []
     for record in records:
         row = {k: record.get(k) for k in _KEPT}
@@ -68,8 +95,10 @@ def load_results(directory: str | Path) -> pd.DataFrame:
         rows.append(row)
     hashes = sorted({str(row["config_hash"]) for row in rows})
     if len(hashes) > 1:
-        raise OsteoInputError(f"{Path(directory) / RESULTS} mixes records of {len(hashes)} configs {hashes}; "
-                              "report on one experiment at a time (rerun the experiment into a fresh folder)")
+        raise OsteoInputError(
+            f"{Path(directory) / RESULTS} mixes records of {len(hashes)} configs {hashes}; "
+            "report on one experiment at a time (rerun the experiment into a fresh folder)"
+        )
     return pd.DataFrame(rows)
 
 
@@ -86,14 +115,18 @@ def analysis_units(results: pd.DataFrame) -> tuple[pd.DataFrame, str, list[str]]
         units = units.rename(columns={"fold": "folds"})
         units["key"] = [f"r{r:02d}" for r in units["repeat"]]
         if units["folds"].nunique() > 1:
-            notes.append(f"Repeats have between {units['folds'].min()} and {units['folds'].max()} finished folds; "
-                         "each repeat's metrics are the mean over the folds it has.")
+            notes.append(
+                f"Repeats have between {units['folds'].min()} and {units['folds'].max()} finished folds; "
+                "each repeat's metrics are the mean over the folds it has."
+            )
         return units, "repeat (metrics averaged over its folds)", notes
     units = results.copy()
     units["key"] = [f"r{r:02d}f{f:02d}" for r, f in zip(units["repeat"], units["fold"])]
     if per_repeat.max() > 1:
-        notes.append("Fewer than 3 repeats: each fold counts as one run. Folds of one CV share training data, "
-                     "so the p-values below are optimistic.")
+        notes.append(
+            "Fewer than 3 repeats: each fold counts as one run. Folds of one CV share training data, "
+            "so the p-values below are optimistic."
+        )
     return units, "fit", notes
 
 
@@ -111,17 +144,30 @@ def _delong_table(results: pd.DataFrame, backbones: list[str]) -> tuple[pd.DataF
             notes.append(f"{backbone}: the two models were tested on different images; no DeLong test.")
             continue
         y = np.array([int(preds["ensemble"][i]["label"]) for i in images])
-        result = delong_test(y, [preds["ensemble"][i]["probability"] for i in images],
-                             [preds["image_only"][i]["probability"] for i in images])
-        rows.append({"backbone": backbone, "test": result.test, "auc_ensemble": result.auc_a,
-                     "auc_image_only": result.auc_b, "z": result.z, "p_value": result.p_value,
-                     "n_test": int(y.size), "n_positive": int(y.sum())})
+        result = delong_test(
+            y,
+            [preds["ensemble"][i]["probability"] for i in images],
+            [preds["image_only"][i]["probability"] for i in images],
+        )
+        rows.append(
+            {
+                "backbone": backbone,
+                "test": result.test,
+                "auc_ensemble": result.auc_a,
+                "auc_image_only": result.auc_b,
+                "z": result.z,
+                "p_value": result.p_value,
+                "n_test": int(y.size),
+                "n_positive": int(y.sum()),
+            }
+        )
     columns = ["backbone", "test", "auc_ensemble", "auc_image_only", "z", "p_value", "n_test", "n_positive"]
     return pd.DataFrame(rows, columns=columns), notes
 
 
-def verdicts(summary: pd.DataFrame, comparison: pd.DataFrame, delong: pd.DataFrame,
-             alpha: float = ALPHA, metric: str = "auc") -> list[str]:
+def verdicts(
+    summary: pd.DataFrame, comparison: pd.DataFrame, delong: pd.DataFrame, *, alpha: float = ALPHA, metric: str = "auc"
+) -> list[str]:
     """One sentence per backbone: did the ensemble beat image-only on ``metric``?"""
     lines = []
     for backbone in dict.fromkeys(summary["backbone"]):
@@ -138,15 +184,20 @@ def verdicts(summary: pd.DataFrame, comparison: pd.DataFrame, delong: pd.DataFra
             a, b, p, test = t["mean_a"], t["mean_b"], t["p_value"], t["test"]
             g = f"Hedges' g = {t['hedges_g']:.2f}, {t['effect_size']}"
             significant = comparison[(comparison["backbone"] == backbone) & (comparison["p_value"] < alpha)]
-            tail = (" Significant (p < %g) on: %s." % (alpha, ", ".join(significant["metric"]))
-                    if len(significant) else f" No metric differed significantly (p < {alpha:g}).")
+            tail = (
+                " Significant (p < %g) on: %s." % (alpha, ", ".join(significant["metric"]))
+                if len(significant)
+                else f" No metric differed significantly (p < {alpha:g})."
+            )
         elif len(dl):
             d = dl.iloc[0]
             a, b, p, test = d["auc_ensemble"], d["auc_image_only"], d["p_value"], d["test"]
             g, tail = "Hedges' g needs repeated runs, here one per model", ""
         else:
-            lines.append(f"- **{backbone}**: too few runs for a test (need ≥ {MIN_RUNS_FOR_TEST} per model, "
-                         "or one run per model on a shared test set for DeLong's test).")
+            lines.append(
+                f"- **{backbone}**: too few runs for a test (need ≥ {MIN_RUNS_FOR_TEST} per model, "
+                "or one run per model on a shared test set for DeLong's test)."
+            )
             continue
         if np.isfinite(p) and p < alpha:
             verdict = "the ensemble beat image-only" if a > b else "image-only beat the ensemble"
@@ -154,8 +205,9 @@ def verdicts(summary: pd.DataFrame, comparison: pd.DataFrame, delong: pd.DataFra
             verdict = "the ensemble did not differ significantly from image-only"
         name = metric.upper() if metric == "auc" else metric
         mean = "mean " if len(tests) else ""
-        lines.append(f"- **{backbone}**: {verdict} on {name} ({mean}{a:.3f} vs {b:.3f}; {test}, "
-                     f"{p_phrase(p)}; {g}).{tail}")
+        lines.append(
+            f"- **{backbone}**: {verdict} on {name} ({mean}{a:.3f} vs {b:.3f}; {test}, {p_phrase(p)}; {g}).{tail}"
+        )
     return lines
 
 
@@ -184,13 +236,16 @@ def _read_experiment(directory: Path) -> dict:
 
 def _runs(frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
     """(labels, probabilities) of every fit in ``frame`` whose test set has both classes."""
-    runs = [(np.array([p["label"] for p in preds], dtype=int), np.array([p["probability"] for p in preds], dtype=float))
-            for preds in frame["test_predictions"]]
+    runs = [
+        (np.array([p["label"] for p in preds], dtype=int), np.array([p["probability"] for p in preds], dtype=float))
+        for preds in frame["test_predictions"]
+    ]
     return [r for r in runs if len(set(r[0].tolist())) == 2]
 
 
-def _roc_figures(results: pd.DataFrame, backbones: list[str], delong: pd.DataFrame, out: Path,
-                 cohort: str = "test") -> list[Path]:
+def _roc_figures(
+    results: pd.DataFrame, backbones: list[str], delong: pd.DataFrame, out: Path, cohort: str = "test"
+) -> list[Path]:
     """One ROC figure per backbone run image-only or ensemble; covariates-only fits (of that
     backbone, or the runner's backbone-free ones) are drawn beside them as a reference.
     ``cohort``: "test" (each fit's test split) or an external cohort's name (figure name prefix)."""
@@ -205,8 +260,14 @@ def _roc_figures(results: pd.DataFrame, backbones: list[str], delong: pd.DataFra
             curves["covariates_only"] = _runs(reference)
         dl = delong.loc[delong["backbone"] == backbone, "p_value"]
         path = out / "figures" / (f"roc_{backbone}.png" if cohort == "test" else f"{cohort}_roc_{backbone}.png")
-        paths.append(plot_roc_comparison({m: r for m, r in curves.items() if r}, path,
-                                         f"{backbone}: {cohort} ROC", float(dl.iloc[0]) if len(dl) else None))
+        paths.append(
+            plot_roc_comparison(
+                {m: r for m, r in curves.items() if r},
+                path,
+                f"{backbone}: {cohort} ROC",
+                delong_p=float(dl.iloc[0]) if len(dl) else None,
+            )
+        )
     return paths
 
 
@@ -216,11 +277,17 @@ def _statistics(units: pd.DataFrame, paired: bool, backbones: list[str]):
     return summary, comparison, notes
 
 
-def make_report(directory: str | Path, external: str | Path | None = None, paired: bool = False,
-                alpha: float = ALPHA, evaluate_fn=None) -> Path:
+def make_report(
+    directory: str | Path,
+    external: str | Path | None = None,
+    paired: bool = False,
+    *,
+    alpha: float = ALPHA,
+    evaluate_fn=None,
+) -> Path:
     """Write ``DIR/report/`` (see the module docstring); returns the path of ``report.md``.
 
-    external: a manifest CSV to score every fit on first (see :mod:`.external`); external
+    external: a manifest CSV to score every fit on first (see :mod:`osteo_tf.evaluation.external`); external
     scores already in the run folders are always included. paired: match runs by repeat
     (and fold) for paired tests; raises OsteoInputError if the test images differ.
     """
@@ -236,8 +303,10 @@ def make_report(directory: str | Path, external: str | Path | None = None, paire
     delong, delong_notes = _delong_table(results, backbones)
     if len(delong):  # the "too few runs" notes of those backbones say nothing new
         test_notes = [n for n in test_notes if n.split(":")[0] not in set(delong["backbone"])]
-        delong_notes.append("One run per model: the AUCs are compared by DeLong's test on the shared test set; "
-                            "the other metrics are reported, not tested.")
+        delong_notes.append(
+            "One run per model: the AUCs are compared by DeLong's test on the shared test set; "
+            "the other metrics are reported, not tested."
+        )
     out = directory / "report"
     write_csv(out / "summary.csv", summary)
     write_csv(out / "comparison.csv", comparison)
@@ -246,28 +315,65 @@ def make_report(directory: str | Path, external: str | Path | None = None, paire
     _write_text(out / "dental_tables.md", "## Mean, SD and 95 % CI over runs; ensemble vs image-only\n\n" + dental)
     per_model = _write_pair(out, "per_model", per_model_table(summary), 4, "Test metrics per model (mean over runs)")
     ratio = _write_pair(out, "ratio", ratio_table(summary), 1, "Ensemble / image-only × 100 %")
-    delong_text = _write_pair(out, "delong", delong, 4, "DeLong's test, ensemble vs image-only AUC") if len(delong) else ""
+    delong_text = (
+        _write_pair(out, "delong", delong, 4, "DeLong's test, ensemble vs image-only AUC") if len(delong) else ""
+    )
     fusion_text = _fusion_section(out, results)
     figures = _roc_figures(results, backbones, delong, out)
     if len(comparison):
-        figures.append(plot_forest(comparison, out / "figures" / "effect_sizes.png",
-                                   f"{experiment.get('name', directory.name)}: effect sizes"))
+        figures.append(
+            plot_forest(
+                comparison,
+                out / "figures" / "effect_sizes.png",
+                f"{experiment.get('name', directory.name)}: effect sizes",
+            )
+        )
     if external is not None:
-        ext.score_external(directory, results, external, evaluate_fn)
+        ext.score_external(directory, results, external, evaluate_fn=evaluate_fn)
     external_text = []
     for name, frame in ext.collect_external(directory, results).items():
         external_text.append(_external_section(out, name, frame, paired, backbones, alpha))
         figures += _roc_figures(frame, backbones, pd.DataFrame(columns=["backbone", "p_value"]), out, cohort=name)
-    lines = [f"# Report: {experiment.get('name', directory.name)}", "",
-             f"Experiment folder `{directory}`; {len(results)} finished fits; backbones {', '.join(backbones)}; "
-             f"split {(experiment.get('split') or {}).get('kind', 'unknown')}; unit of analysis: {unit}; "
-             f"{'paired' if paired else 'unpaired'} tests.", "",
-             "## Ensemble vs image-only", "", *verdicts(summary, comparison, delong, alpha), "",
-             *[f"- Note: {n}" for n in notes + test_notes + delong_notes], "",
-             *fusion_text, "## Mean, SD and 95 % CI over runs (dental Tables 1–2 layout)", "", dental, per_model, ratio,
-             delong_text, *external_text, "## Figures", "",
-             *[f"![{p.stem}](figures/{p.name})" for p in figures], "", _methods(paired, alpha)]
+    lines = [
+        f"# Report: {experiment.get('name', directory.name)}",
+        "",
+        f"Experiment folder `{directory}`; {len(results)} finished fits; backbones {', '.join(backbones)}; "
+        f"split {(experiment.get('split') or {}).get('kind', 'unknown')}; unit of analysis: {unit}; "
+        f"{'paired' if paired else 'unpaired'} tests.",
+        "",
+        "## Ensemble vs image-only",
+        "",
+        *verdicts(summary, comparison, delong, alpha=alpha),
+        "",
+        *[f"- Note: {n}" for n in notes + test_notes + delong_notes],
+        "",
+        *fusion_text,
+        "## Mean, SD and 95 % CI over runs (dental Tables 1–2 layout)",
+        "",
+        dental,
+        per_model,
+        ratio,
+        delong_text,
+        *external_text,
+        "## Figures",
+        "",
+        *[f"![{p.stem}](figures/{p.name})" for p in figures],
+        "",
+        _methods(paired, alpha),
+    ]
     return _write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def report_summary(path: str | Path) -> str:
+    """The head of a ``report.md``: title, verdicts and notes, up to its tables (what ``osteo report`` prints).
+
+    Args:
+        path: a ``report.md`` written by :func:`make_report`.
+
+    Returns:
+        Its text before the first "## Mean, SD" section, without trailing whitespace.
+    """
+    return Path(path).read_text().split("## Mean, SD")[0].rstrip()
 
 
 def _fusion_section(out: Path, results: pd.DataFrame) -> list[str]:
@@ -277,46 +383,79 @@ def _fusion_section(out: Path, results: pd.DataFrame) -> list[str]:
     if not len(table):
         return []
     write_csv(out / "fusion.csv", table)
-    shown = table.assign(diff_ci=[f"{lo:+.3f} to {hi:+.3f}" if pd.notna(lo) else "–"
-                                  for lo, hi in zip(table["diff_ci_low"], table["diff_ci_high"])],
-                         higher=[f"{h} of {n}" for h, n in zip(table["higher"], table["n"])])
+    shown = table.assign(
+        diff_ci=[
+            f"{lo:+.3f} to {hi:+.3f}" if pd.notna(lo) else "–"
+            for lo, hi in zip(table["diff_ci_low"], table["diff_ci_high"])
+        ],
+        higher=[f"{h} of {n}" for h, n in zip(table["higher"], table["n"])],
+    )
     shown["model"] = [NAIVE_LATE_NAME if m == NAIVE_LATE else MODE_NAMES.get(m, m) for m in shown["model"]]
-    shown = shown[["backbone", "model", "n", "mean", "mean_image_only", "diff", "diff_ci", "higher", "min_diff",
-                   "p_value", "test", "diff_naive"]]
-    text = ("## Fusion: does the ensemble use the covariates?\n\n"
-            "Test AUC of each ensemble variant against image-only on the same folds (diff: mean paired difference "
-            "with its 95 % t-CI; higher: folds where the model was above image-only), and against naive late "
-            "fusion (the image-only and covariates-only models' logits added, no training: the reference a "
-            "trained fusion should reach; diff_naive).\n\n" + markdown_table(format_frame(shown, 3, titles=False)) + "\n")
+    shown = shown[
+        [
+            "backbone",
+            "model",
+            "n",
+            "mean",
+            "mean_image_only",
+            "diff",
+            "diff_ci",
+            "higher",
+            "min_diff",
+            "p_value",
+            "test",
+            "diff_naive",
+        ]
+    ]
+    text = (
+        "## Fusion: does the ensemble use the covariates?\n\n"
+        "Test AUC of each ensemble variant against image-only on the same folds (diff: mean paired difference "
+        "with its 95 % t-CI; higher: folds where the model was above image-only), and against naive late "
+        "fusion (the image-only and covariates-only models' logits added, no training: the reference a "
+        "trained fusion should reach; diff_naive).\n\n" + markdown_table(format_frame(shown, 3, titles=False)) + "\n"
+    )
     _write_text(out / "fusion.md", text)
     return [text]
 
 
-def _external_section(out: Path, name: str, frame: pd.DataFrame, paired: bool, backbones: list[str],
-                      alpha: float) -> str:
+def _external_section(
+    out: Path, name: str, frame: pd.DataFrame, paired: bool, backbones: list[str], alpha: float
+) -> str:
     units, unit, notes = analysis_units(frame)
     summary, comparison, test_notes = _statistics(units, paired, backbones)
     write_csv(out / f"{name}_fits.csv", frame.drop(columns=["test_images", "test_predictions"]))
     write_csv(out / f"{name}_summary.csv", summary)
     write_csv(out / f"{name}_comparison.csv", comparison)
     sources = ", ".join(f"`{s}`" for s in dict.fromkeys(frame["source"]))
-    text = "\n".join([f"## External validation: {name}", "",
-                      f"Every trained model scored on {sources} with the covariate encoder fitted at training "
-                      f"time (never refitted); unit of analysis: {unit}.", "",
-                      *verdicts(summary, comparison, pd.DataFrame(columns=["backbone"]), alpha),
-                      *[f"- Note: {n}" for n in notes + test_notes], "", dental_markdown(summary, comparison)])
+    text = "\n".join(
+        [
+            f"## External validation: {name}",
+            "",
+            f"Every trained model scored on {sources} with the covariate encoder fitted at training "
+            f"time (never refitted); unit of analysis: {unit}.",
+            "",
+            *verdicts(summary, comparison, pd.DataFrame(columns=["backbone"]), alpha=alpha),
+            *[f"- Note: {n}" for n in notes + test_notes],
+            "",
+            dental_markdown(summary, comparison),
+        ]
+    )
     _write_text(out / f"{name}.md", text)
     return text
 
 
 def _methods(paired: bool, alpha: float) -> str:
-    tests = ("paired: Shapiro–Wilk on the differences, then the paired t-test (p > %g) or the Wilcoxon "
-             "signed-rank test" if paired else
-             "unpaired: Shapiro–Wilk on each model's values, then the Welch two-sample t-test (both p > %g) "
-             "or the Mann–Whitney U test") % alpha
-    return ("## Methods\n\nMean, SD (n − 1) and t-based 95 % CI over runs. Ensemble vs image-only per backbone "
-            f"and metric, {tests}; significance at p < {alpha:g}. Effect size: Hedges' g (pooled SD, correction "
-            "1 − 3/(4(n₁+n₂) − 9); 95 % CI from its large-sample SE), labelled very small ≥ 0.01, small ≥ 0.2, "
-            "medium ≥ 0.5, large ≥ 0.8, very large ≥ 1.0, huge ≥ 2.0 (the dental paper's thresholds). One run per "
-            "model on a shared test set: DeLong's test of the two AUCs (fast algorithm of Sun & Xu 2014). "
-            "Ratio table: mean(ensemble) / mean(image-only) × 100 %.\n")
+    tests = (
+        "paired: Shapiro–Wilk on the differences, then the paired t-test (p > %g) or the Wilcoxon signed-rank test"
+        if paired
+        else "unpaired: Shapiro–Wilk on each model's values, then the Welch two-sample t-test (both p > %g) "
+        "or the Mann–Whitney U test"
+    ) % alpha
+    return (
+        "## Methods\n\nMean, SD (n − 1) and t-based 95 % CI over runs. Ensemble vs image-only per backbone "
+        f"and metric, {tests}; significance at p < {alpha:g}. Effect size: Hedges' g (pooled SD, correction "
+        "1 − 3/(4(n₁+n₂) − 9); 95 % CI from its large-sample SE), labelled very small ≥ 0.01, small ≥ 0.2, "
+        "medium ≥ 0.5, large ≥ 0.8, very large ≥ 1.0, huge ≥ 2.0 (the dental paper's thresholds). One run per "
+        "model on a shared test set: DeLong's test of the two AUCs (fast algorithm of Sun & Xu 2014). "
+        "Ratio table: mean(ensemble) / mean(image-only) × 100 %.\n"
+    )

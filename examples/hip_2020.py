@@ -1,6 +1,6 @@
 """The hip study (Yamamoto 2020) through the Python API: what `osteo experiment hip_2020` does.
 
-    python experiments/hip_2020.py COHORT.csv [OUT] [i/n]
+    python examples/hip_2020.py COHORT.csv [OUT] [i/n]
 
 Five CNNs × image-only / ensemble on one random, patient-grouped 8:1:1 split of your cohort
 (the manifest needs age, sex, BMI and hip-fracture history). Rerun the same command to resume;

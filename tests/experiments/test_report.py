@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import fit_record
 from PIL import Image
 
 from osteo_tf.cli import main
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.metrics import METRIC_NAMES, binary_metrics
-from osteo_tf.evaluation.report import load_results, make_report
 from osteo_tf.evaluation.stats import compare
+from osteo_tf.experiments.report import load_results, make_report
 from osteo_tf.io import write_json
 
 # ensemble signal strength relative to image-only (1.0): better, worse, identical
@@ -23,23 +24,35 @@ EFFECTS = {"resnet18": 2.5, "efficientnet_b0": 0.4, "googlenet": 1.0}
 def _fit_record(backbone, mode, repeat, fold, images, labels, strength, rng_seed):
     rng = np.random.default_rng(rng_seed)
     probability = 1 / (1 + np.exp(-(strength * (2 * labels - 1) + rng.normal(0, 1.5, labels.size))))
-    fit_id = f"{backbone}__{mode}__r{repeat:02d}__f{fold:02d}"
-    return {
-        "fit_id": fit_id, "config_hash": "abc123", "experiment": "fake", "backbone": backbone, "mode": mode,
-        "repeat": repeat, "fold": fold, "seed": 1000 * repeat + fold,
-        "metrics": {"val": binary_metrics(labels, probability), "test": binary_metrics(labels, probability)},
-        "test_predictions": [{"image": i, "patient_id": i, "label": int(y), "probability": float(p)}
-                             for i, y, p in zip(images, labels, probability)],
-        "seconds": 1.0, "epochs_run": 3, "best_epoch": 2, "run_dir": f"runs/{fit_id}", "finished_at": "2026-11-01T00:00:00",
-    }
+    return fit_record(
+        backbone,
+        mode,
+        repeat,
+        fold,
+        images,
+        labels,
+        probability,
+        config_hash="abc123",
+        seed=1000 * repeat + fold,
+        epochs_run=3,
+        best_epoch=2,
+        finished_at="2026-11-01T00:00:00",
+    )
 
 
 def fabricate(out: Path, kind="kfold", repeats=5, folds=5, n=100, effects=EFFECTS) -> Path:
     """An experiment folder: experiment.yaml and results/*.json as the runner writes them."""
     (out / "results").mkdir(parents=True)
-    (out / "experiment.yaml").write_text(yaml.safe_dump({
-        "name": "fake", "backbones": list(effects), "modes": ["image_only", "ensemble"],
-        "split": {"kind": kind, "folds": folds, "repeats": repeats}}))
+    (out / "experiment.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "fake",
+                "backbones": list(effects),
+                "modes": ["image_only", "ensemble"],
+                "split": {"kind": kind, "folds": folds, "repeats": repeats},
+            }
+        )
+    )
     images = np.array([f"img_{i:03d}.png" for i in range(n)])
     labels = np.arange(n) % 2
     for repeat in range(repeats):
@@ -72,8 +85,17 @@ def _valid_png(path: Path) -> bool:
 
 def test_cv_report_writes_every_table_and_figure(cv_folder):
     report = cv_folder / "report"
-    for name in ("report.md", "summary.csv", "comparison.csv", "units.csv", "dental_tables.md", "per_model.csv",
-                 "per_model.md", "ratio.csv", "ratio.md"):
+    for name in (
+        "report.md",
+        "summary.csv",
+        "comparison.csv",
+        "units.csv",
+        "dental_tables.md",
+        "per_model.csv",
+        "per_model.md",
+        "ratio.csv",
+        "ratio.md",
+    ):
         assert (report / name).is_file(), name
     assert not (report / "delong.csv").exists()
     figures = sorted(p.name for p in (report / "figures").iterdir())
@@ -85,7 +107,8 @@ def test_cv_report_writes_every_table_and_figure(cv_folder):
     ratio = pd.read_csv(report / "ratio.csv").set_index("backbone")
     means = summary.set_index(["backbone", "mode", "metric"])["mean"]
     assert ratio.at["resnet18", "auc"] == pytest.approx(
-        100 * means["resnet18", "ensemble", "auc"] / means["resnet18", "image_only", "auc"])
+        100 * means["resnet18", "ensemble", "auc"] / means["resnet18", "image_only", "auc"]
+    )
     assert ratio.at["googlenet", "accuracy"] == pytest.approx(100.0)
 
 
@@ -154,16 +177,23 @@ def test_external_validation_table_is_kept_in_the_folder(tmp_path):
         seed = len(calls)
         labels = np.arange(40) % 2
         p = 1 / (1 + np.exp(-(strength * (2 * labels - 1) + np.random.default_rng(seed).normal(0, 1.5, 40))))
-        write_json(Path(run) / f"evaluation_external_{Path(manifest).stem}.json",
-                   {"source": str(manifest), "rows": "external", **binary_metrics(labels, p)})
+        write_json(
+            Path(run) / f"evaluation_external_{Path(manifest).stem}.json",
+            {"source": str(manifest), "rows": "external", **binary_metrics(labels, p)},
+        )
         pd.DataFrame({"image": [f"x{i}.png" for i in range(40)], "label": labels, "probability": p}).to_csv(
-            Path(run) / f"evaluation_external_{Path(manifest).stem}_predictions.csv", index=False)
+            Path(run) / f"evaluation_external_{Path(manifest).stem}_predictions.csv", index=False
+        )
 
     text = make_report(folder, external=other, evaluate_fn=fake_evaluate).read_text()
     assert len(calls) == len(load_results(folder))
     assert "## External validation: external_other" in text and "never refitted" in text
-    for name in ("external_other_summary.csv", "external_other_comparison.csv", "external_other_fits.csv",
-                 "external_other.md"):
+    for name in (
+        "external_other_summary.csv",
+        "external_other_comparison.csv",
+        "external_other_fits.csv",
+        "external_other.md",
+    ):
         assert (folder / "report" / name).is_file()
     figure = folder / "report" / "figures" / "external_other_roc_resnet18.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "figures/external_other_roc_resnet18.png" in text
@@ -186,5 +216,6 @@ def test_bad_record_is_named(tmp_path):
     (folder / "results" / "broken.json").write_text('{"fit_id": "x"}')
     with pytest.raises(OsteoInputError, match="broken.json lacks"):
         load_results(folder)
-    assert set(METRIC_NAMES) <= set(load_results(fabricate(tmp_path / "ok", repeats=3, folds=2, n=40,
-                                                           effects={"resnet18": 2.5})).columns)
+    assert set(METRIC_NAMES) <= set(
+        load_results(fabricate(tmp_path / "ok", repeats=3, folds=2, n=40, effects={"resnet18": 2.5})).columns
+    )

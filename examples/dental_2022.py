@@ -1,6 +1,6 @@
 """The dental study (Sukegawa 2022) through the Python API: what `osteo experiment dental_2022` does.
 
-    python experiments/dental_2022.py COHORT.csv [OUT] [i/n]
+    python examples/dental_2022.py COHORT.csv [OUT] [i/n]
 
 Six CNNs × image-only / ensemble, stratified patient-grouped 5-fold CV (train/val 8:1 inside
 each fold) repeated 30 times: 1,800 fits. Run shards 1/n … n/n on n machines sharing OUT;
@@ -17,4 +17,8 @@ if __name__ == "__main__":
     config = osteo_tf.load_experiment("dental_2022", manifest=manifest)
     osteo_tf.run_experiment(config, out, shard=parse_shard(sys.argv[3] if len(sys.argv) > 3 else "1/1"))
     table = osteo_tf.read_results(out)
-    print(table.groupby(["backbone", "mode"])[["test_auc", "test_accuracy", "test_recall", "test_specificity"]].agg(["mean", "std"]))
+    print(
+        table.groupby(["backbone", "mode"])[["test_auc", "test_accuracy", "test_recall", "test_specificity"]].agg(
+            ["mean", "std"]
+        )
+    )

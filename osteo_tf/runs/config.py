@@ -10,21 +10,22 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from osteo_tf.data.covariates import IMPUTE_METHODS
-from osteo_tf.data.images import MIN_IMAGE_SIZE, parse_intensity
+from osteo_tf.data.images import parse_intensity
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.models import REGISTRY, BackboneSpec, get_backbone_spec
-from osteo_tf.vocabulary import DEFAULT_FUSION, FUSIONS, MODES
+from osteo_tf.vocabulary import (BACKBONES, CACHE_CHOICES, COVARIATE_SETS, DEFAULT_FUSION, FUSIONS, MIN_IMAGE_SIZE, MODES,
+                                 BackboneSpec, get_backbone_spec)
+
+__all__ = [
+    "BOOLEAN_OPTIONS", "INTEGER_RANGES", "JIT_WORDS", "MAX_SEED", "NUMBER_RANGES", "PRECISIONS",
+    "RESULT_NEUTRAL_OPTIONS", "check_boolean", "check_choice", "check_integer", "check_number", "check_option",
+    "Interval", "TrainConfig", "TrainOptionError",
+]
 
 # Options that do not change a fit's results: a run may be resumed, and an experiment's hash
 # stays, with other values of these.
 RESULT_NEUTRAL_OPTIONS = ("cache", "jit")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies; see training.hardware
-CACHE_CHOICES = ("memory", "disk", "none")  # as osteo_tf.data.pipeline.CACHE_CHOICES (tests/data/test_pipeline.py checks)
 
-COVARIATE_SETS = {
-    "hip": ("age", "bmi", "sex", "hip_fracture_history"),  # Yamamoto 2020: 1×6 vector
-    "dental": ("age", "bmi", "sex"),  # Sukegawa 2022: 1×4 vector
-}
 MAX_SEED = 2**31 - 1  # seeds are 31-bit, as osteo_tf.data.splits.derive_seed makes them
 JIT_WORDS = {"true": True, "on": True, "false": False, "off": False}  # jit may also be written as a word
 
@@ -39,7 +40,7 @@ class TrainOptionError(OsteoInputError):
     def __init__(self, option: str, value: Any, problem: str = "", hint: str = "") -> None:
         self.option, self.value, self.problem, self.hint = option, value, problem, hint
         super().__init__(f"invalid training option {option}={value!r}" + (f": {problem}" if problem else "")
-                         + (f"; {hint}" if hint else ""))
+                         + (f"; {hint}" if hint else ""), parameter=option)
 
     def at(self, key: str) -> str:
         """The message under another name for the option, e.g. ``at("demo.yaml: train.epochs")``.
@@ -131,7 +132,7 @@ def check_boolean(option: str, value: Any) -> bool:
     raise TrainOptionError(option, value, "not true or false")
 
 
-def check_choice(option: str, value: Any, choices: tuple[str, ...], hint: str = "") -> str:
+def check_choice(option: str, value: Any, choices: tuple[str, ...], *, hint: str = "") -> str:
     """A string option with fixed ``choices``; ``hint`` replaces the default "choose one of: …".
 
     Raises:
@@ -164,7 +165,7 @@ def _is_real(value: Any) -> bool:
 
 def _backbone_spec(name: Any) -> BackboneSpec:
     if not isinstance(name, str):
-        raise TrainOptionError("backbone", name, "not a backbone name", f"choose one of: {', '.join(sorted(REGISTRY))}")
+        raise TrainOptionError("backbone", name, "not a backbone name", f"choose one of: {', '.join(sorted(BACKBONES))}")
     return get_backbone_spec(name)  # an unknown name: "unknown backbone 'x'; choose one of: …"
 
 
@@ -213,7 +214,7 @@ _OTHER_CHECKS: dict[str, Callable[[Any], Any]] = {
     "split": _check_split,
     "impute": lambda v: check_choice("impute", v, IMPUTE_METHODS),
     "fusion": lambda v: check_choice("fusion", v, FUSIONS),
-    "cache": lambda v: check_choice("cache", v, CACHE_CHOICES, "choose one of: memory (decoded images in RAM, "
+    "cache": lambda v: check_choice("cache", v, CACHE_CHOICES, hint="choose one of: memory (decoded images in RAM, "
                                     "default), disk (a cache file in the run folder, for cohorts larger than RAM), "
                                     "none (decode every epoch)"),
     "precision": lambda v: check_choice("precision", v, PRECISIONS),
