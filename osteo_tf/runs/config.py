@@ -12,13 +12,34 @@ from typing import Any
 from osteo_tf.data.covariates import IMPUTE_METHODS
 from osteo_tf.data.images import parse_intensity
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.vocabulary import (BACKBONES, CACHE_CHOICES, COVARIATE_SETS, DEFAULT_FUSION, FUSIONS, MIN_IMAGE_SIZE, MODES,
-                                 BackboneSpec, get_backbone_spec)
+from osteo_tf.vocabulary import (
+    BACKBONES,
+    CACHE_CHOICES,
+    COVARIATE_SETS,
+    DEFAULT_FUSION,
+    FUSIONS,
+    MIN_IMAGE_SIZE,
+    MODES,
+    BackboneSpec,
+    get_backbone_spec,
+)
 
 __all__ = [
-    "BOOLEAN_OPTIONS", "INTEGER_RANGES", "JIT_WORDS", "MAX_SEED", "NUMBER_RANGES", "PRECISIONS",
-    "RESULT_NEUTRAL_OPTIONS", "check_boolean", "check_choice", "check_integer", "check_number", "check_option",
-    "Interval", "TrainConfig", "TrainOptionError",
+    "BOOLEAN_OPTIONS",
+    "INTEGER_RANGES",
+    "JIT_WORDS",
+    "MAX_SEED",
+    "NUMBER_RANGES",
+    "PRECISIONS",
+    "RESULT_NEUTRAL_OPTIONS",
+    "check_boolean",
+    "check_choice",
+    "check_integer",
+    "check_number",
+    "check_option",
+    "Interval",
+    "TrainConfig",
+    "TrainOptionError",
 ]
 
 # Options that do not change a fit's results: a run may be resumed, and an experiment's hash
@@ -39,8 +60,12 @@ class TrainOptionError(OsteoInputError):
 
     def __init__(self, option: str, value: Any, problem: str = "", hint: str = "") -> None:
         self.option, self.value, self.problem, self.hint = option, value, problem, hint
-        super().__init__(f"invalid training option {option}={value!r}" + (f": {problem}" if problem else "")
-                         + (f"; {hint}" if hint else ""), parameter=option)
+        super().__init__(
+            f"invalid training option {option}={value!r}"
+            + (f": {problem}" if problem else "")
+            + (f"; {hint}" if hint else ""),
+            parameter=option,
+        )
 
     def at(self, key: str) -> str:
         """The message under another name for the option, e.g. ``at("demo.yaml: train.epochs")``.
@@ -51,7 +76,9 @@ class TrainOptionError(OsteoInputError):
         Returns:
             ``"KEY: 'two' is not an integer in [1, inf)"``.
         """
-        return f"{key}: {self.value!r} is {self.problem or 'not a valid choice'}" + (f"; {self.hint}" if self.hint else "")
+        return f"{key}: {self.value!r} is {self.problem or 'not a valid choice'}" + (
+            f"; {self.hint}" if self.hint else ""
+        )
 
 
 @dataclass(frozen=True)
@@ -69,16 +96,28 @@ class Interval:
         return above and below
 
     def __str__(self) -> str:
-        low, high = (f"{v:g}" if math.isinf(v) or not float(v).is_integer() else str(int(v)) for v in (self.low, self.high))
+        low, high = (
+            f"{v:g}" if math.isinf(v) or not float(v).is_integer() else str(int(v)) for v in (self.low, self.high)
+        )
         return f"{'[' if self.low_closed else '('}{low}, {high}{']' if self.high_closed else ')'}"
 
 
 # The numeric options' ranges: integers, then real numbers (the models' smallest input is MIN_IMAGE_SIZE px).
-INTEGER_RANGES = {"image_size": Interval(MIN_IMAGE_SIZE), "epochs": Interval(1), "patience": Interval(1),
-                  "batch_size": Interval(1), "seed": Interval(0, MAX_SEED, high_closed=True)}
-NUMBER_RANGES = {"learning_rate": Interval(0, low_closed=False), "momentum": Interval(0, 1),
-                 "weight_decay": Interval(0), "threshold": Interval(0, 1, low_closed=False),
-                 "aux_loss_weight": Interval(0), "covariate_dropout": Interval(0, 1)}
+INTEGER_RANGES = {
+    "image_size": Interval(MIN_IMAGE_SIZE),
+    "epochs": Interval(1),
+    "patience": Interval(1),
+    "batch_size": Interval(1),
+    "seed": Interval(0, MAX_SEED, high_closed=True),
+}
+NUMBER_RANGES = {
+    "learning_rate": Interval(0, low_closed=False),
+    "momentum": Interval(0, 1),
+    "weight_decay": Interval(0),
+    "threshold": Interval(0, 1, low_closed=False),
+    "aux_loss_weight": Interval(0),
+    "covariate_dropout": Interval(0, 1),
+}
 BOOLEAN_OPTIONS = ("allow_exclusions", "deterministic")
 
 
@@ -165,7 +204,9 @@ def _is_real(value: Any) -> bool:
 
 def _backbone_spec(name: Any) -> BackboneSpec:
     if not isinstance(name, str):
-        raise TrainOptionError("backbone", name, "not a backbone name", f"choose one of: {', '.join(sorted(BACKBONES))}")
+        raise TrainOptionError(
+            "backbone", name, "not a backbone name", f"choose one of: {', '.join(sorted(BACKBONES))}"
+        )
     return get_backbone_spec(name)  # an unknown name: "unknown backbone 'x'; choose one of: …"
 
 
@@ -180,8 +221,12 @@ def _check_covariates(value: Any) -> str | tuple[str, ...]:
         return value
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v.strip() for v in value):
         return tuple(value)
-    raise TrainOptionError("covariates", value, "not a covariate set",
-                           "give auto, hip, dental, comma-separated column names or a list of column names")
+    raise TrainOptionError(
+        "covariates",
+        value,
+        "not a covariate set",
+        "give auto, hip, dental, comma-separated column names or a list of column names",
+    )
 
 
 def _check_weights(value: Any) -> str:
@@ -189,8 +234,9 @@ def _check_weights(value: Any) -> str:
         value = os.fspath(value)
     if isinstance(value, str) and value:
         return value
-    raise TrainOptionError("weights", value, "not a weights name or path",
-                           "give none, imagenet, imagenet:SOURCE or a .weights.h5 path")
+    raise TrainOptionError(
+        "weights", value, "not a weights name or path", "give none, imagenet, imagenet:SOURCE or a .weights.h5 path"
+    )
 
 
 def _check_jit(value: Any) -> str | bool:
@@ -214,9 +260,14 @@ _OTHER_CHECKS: dict[str, Callable[[Any], Any]] = {
     "split": _check_split,
     "impute": lambda v: check_choice("impute", v, IMPUTE_METHODS),
     "fusion": lambda v: check_choice("fusion", v, FUSIONS),
-    "cache": lambda v: check_choice("cache", v, CACHE_CHOICES, hint="choose one of: memory (decoded images in RAM, "
-                                    "default), disk (a cache file in the run folder, for cohorts larger than RAM), "
-                                    "none (decode every epoch)"),
+    "cache": lambda v: check_choice(
+        "cache",
+        v,
+        CACHE_CHOICES,
+        hint="choose one of: memory (decoded images in RAM, "
+        "default), disk (a cache file in the run folder, for cohorts larger than RAM), "
+        "none (decode every epoch)",
+    ),
     "precision": lambda v: check_choice("precision", v, PRECISIONS),
     "jit": _check_jit,
     "extra": _check_extra,
