@@ -250,3 +250,18 @@ def test_one_optional_import_helper():
         if m != "osteo_tf.optional" and re.search(r"try:\s+import (pydicom|ray|torch)\b", p.read_text())
     ]
     assert hand_written == []
+
+
+def test_every_source_file_is_tracked_by_git():
+    """A module that .gitignore hides (``runs/`` once hid ``osteo_tf/runs/``) would pass here and be missing in a clone."""
+    root = PACKAGE.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "osteo_tf", "tests", "bench", "examples"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [line for line in result.stdout.splitlines() if line.endswith(".py")] == []
