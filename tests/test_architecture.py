@@ -253,7 +253,7 @@ def test_one_optional_import_helper():
 
 
 def test_every_source_file_is_tracked_by_git():
-    """A module that .gitignore hides (``runs/`` once hid ``osteo_tf/runs/``) would pass here and be missing in a clone."""
+    """A module that .gitignore hides (``runs/`` once hid ``osteo_tf/runs/``) passes here and is missing in a clone."""
     root = PACKAGE.parent
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")
