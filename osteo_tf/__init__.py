@@ -44,10 +44,24 @@ _EXPORTS = {
     "OsteoInputError": "osteo_tf.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """A package's ``(__all__, __getattr__)`` that import each name's module on first use.
+
+    Args:
+        package: the package's name, for the AttributeError.
+        exports: public name → the module that defines it.
+
+    Returns:
+        The sorted names and a module-level ``__getattr__`` (PEP 562).
+    """
+
+    def __getattr__(name: str):
+        if name in exports:
+            return getattr(importlib.import_module(exports[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return sorted(exports), __getattr__
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'osteo_tf' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports("osteo_tf", _EXPORTS)

@@ -12,7 +12,7 @@ Imported lazily (``RunDir`` and ``TrainConfig`` need neither Keras nor TensorFlo
 
 from __future__ import annotations
 
-import importlib
+from osteo_tf import lazy_exports
 
 _EXPORTS = {
     "RunDir": "osteo_tf.runs.run_dir",
@@ -25,10 +25,4 @@ _EXPORTS = {
     "predict_rows": "osteo_tf.runs.loading",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'osteo_tf.runs' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports("osteo_tf.runs", _EXPORTS)

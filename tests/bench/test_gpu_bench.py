@@ -56,16 +56,6 @@ def test_module_imports_only_the_standard_library_and_the_vocabulary():
     assert out.strip() == "[]"
 
 
-def test_head_widths_are_the_models():
-    from osteo_tf.models import heads
-
-    assert (gpu.COVARIATE_UNITS, gpu.FUSION_UNITS, gpu.IMAGE_DROPOUT) == (
-        heads.COVARIATE_UNITS,
-        heads.FUSION_UNITS,
-        heads.IMAGE_DROPOUT,
-    )
-
-
 def test_configs_match_the_registry_and_the_issue():
     from osteo_tf.models import get_backbone_spec
 

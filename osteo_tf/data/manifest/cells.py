@@ -7,7 +7,6 @@ from typing import Any
 
 from osteo_tf.data.manifest.config import (
     _DECIMAL_COMMA,
-    _HIP_CODES,
     _INVALID,
     _LABEL_CODES,
     _NUMBER,
@@ -17,7 +16,7 @@ from osteo_tf.data.manifest.config import (
 )
 from osteo_tf.data.manifest.problems import _show
 from osteo_tf.data.manifest.table import _Table
-from osteo_tf.vocabulary import ROI_COLUMNS, ROI_POINT_COLUMNS
+from osteo_tf.vocabulary import HIP_FRACTURE_CODES, ROI_COLUMNS, ROI_POINT_COLUMNS
 
 __all__: list[str] = []  # internal to osteo_tf.data.manifest (and its predict reader)
 
@@ -107,7 +106,7 @@ def _build_covariates(rows: _Rows) -> dict[str, list[Any]]:
     if "hip_fracture_history" in rows.present:
         out["hip_fracture_history"] = rows.parse(
             "hip_fracture_history",
-            lambda r: _parse_code(r, _HIP_CODES, "fracture-history code", "yes/no, y/n, 1/0, true/false"),
+            lambda r: _parse_code(r, HIP_FRACTURE_CODES, "fracture-history code", "yes/no, y/n, 1/0, true/false"),
             rows.required("hip_fracture_history"),
         )
     return out

@@ -17,14 +17,12 @@ from osteo_tf.vocabulary import (
     COVARIATE_RANGES,
     COVARIATES,
     DEFAULT_SEX_CODES,
-    HIP_FRACTURE_CODES,
     MIN_IMAGE_SIZE,
     ROI_ANCHORS,
 )
 
 __all__ = ["ManifestColumns", "ManifestConfig", "ManifestConfigError"]
 
-_HIP_CODES = HIP_FRACTURE_CODES
 _LABEL_CODES = {"0": 0, "0.0": 0, "1": 1, "1.0": 1}
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+", re.ASCII)
