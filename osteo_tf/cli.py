@@ -180,18 +180,67 @@ def cmd_cohort(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    """``osteo report``: statistics, tables and figures of an experiment folder; prints the verdicts.
+    """``osteo report``: an experiment folder's (or with ``--run`` one run's) statistics, tables and figures.
 
     Args:
         args: the parsed command line.
     """
+    if (args.dir is None) == (args.run is None):
+        raise OsteoInputError("give an experiment folder (osteo report DIR) or a run folder (--run RUN), not both")
+    if args.run is not None:
+        _quiet_tensorflow()
+        from osteo_tf.experiments.run_report import make_run_report
+
+        print(f"wrote {make_run_report(args.run, subgroups=args.subgroups)} (tables as .csv, figures/, failures/)")
+        return
     if args.external:
         _quiet_tensorflow()
     from osteo_tf.experiments.report import make_report, report_summary
 
-    path = make_report(args.dir, external=args.external, paired=args.paired)
+    path = make_report(args.dir, external=args.external, paired=args.paired, subgroups=args.subgroups)
     print(report_summary(path))
-    print(f"\nwrote {path.parent}/ (report.md, tables as .md and .csv, figures/)")
+    print(f"\nwrote {path.parent}/ (report.html, report.md, tables as .md and .csv, figures/)")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    """``osteo calibrate``: recalibrate a run on its validation split.
+
+    Args:
+        args: the parsed command line.
+    """
+    from osteo_tf.evaluation.calibrate import calibrate_run, calibration_lines
+
+    _print(calibration_lines(args.run, calibrate_run(args.run, args.method)))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    """``osteo compare``: two runs on the same test patients (DeLong, bootstrap, McNemar).
+
+    Args:
+        args: the parsed command line.
+    """
+    from osteo_tf.evaluation.compare import compare_lines, compare_runs
+
+    _print(compare_lines(compare_runs(args.run_a, args.run_b, out=args.out)))
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    """``osteo plan``: minimum development and test-set sizes for a study.
+
+    Args:
+        args: the parsed command line.
+    """
+    from osteo_tf.evaluation.sample_size import plan_lines
+
+    _print(
+        plan_lines(
+            args.prevalence,
+            args.predictors,
+            c_statistic=args.c_statistic,
+            cox_snell_r2=args.cox_snell_r2,
+            auc_ci_width=args.auc_ci_width,
+        )
+    )
 
 
 def cmd_threshold(args: argparse.Namespace) -> None:
@@ -555,13 +604,54 @@ def _add_cohort(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:
-    report = _command(commands, "report", cmd_report, "statistics, tables and figures of an experiment folder")
-    report.add_argument("dir", help="experiment folder written by osteo experiment")
+    report = _command(
+        commands, "report", cmd_report, "statistics, tables, figures and an HTML page of an experiment or a run"
+    )
+    report.add_argument("dir", nargs="?", help="experiment folder written by osteo experiment")
+    report.add_argument("--run", help="a run folder written by osteo train, instead of an experiment folder")
     report.add_argument("--external", help="manifest CSV of an external cohort: score every trained model on it")
     report.add_argument(
         "--paired",
         action="store_true",
         help="pair runs by repeat/fold (same splits): paired t-test or Wilcoxon instead of unpaired tests",
+    )
+    report.add_argument(
+        "--subgroups",
+        type=_columns,
+        default=(),
+        help="comma-separated manifest columns tabulated as subgroups besides sex, age band, BMI class and "
+        "fracture history (e.g. site,scanner)",
+    )
+
+
+def _add_calibrate(commands: argparse._SubParsersAction) -> None:
+    from osteo_tf.evaluation.calibrate import CALIBRATE_CHOICES
+
+    calibrate = _command(
+        commands, "calibrate", cmd_calibrate, "recalibrate a run's probabilities on its validation split"
+    )
+    calibrate.add_argument("--run", required=True, help="run folder written by osteo train")
+    calibrate.add_argument(
+        "--method", required=True, choices=CALIBRATE_CHOICES, help="recalibration map; none removes it"
+    )
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    compare = _command(commands, "compare", cmd_compare, "compare two runs on the same test patients")
+    compare.add_argument("run_a", help="run folder A")
+    compare.add_argument("run_b", help="run folder B (scored on the same test images)")
+    compare.add_argument("--out", help="also write the comparison as JSON here")
+
+
+def _add_plan(commands: argparse._SubParsersAction) -> None:
+    plan = _command(commands, "plan", cmd_plan, "sample size: development (Riley et al. 2020) and test set")
+    plan.add_argument("--prevalence", type=float, required=True, help="expected share with osteoporosis, 0–1")
+    plan.add_argument("--predictors", type=int, required=True, help="candidate predictor parameters")
+    anticipated = plan.add_mutually_exclusive_group(required=True)
+    anticipated.add_argument("--c-statistic", type=float, help="anticipated C-statistic (AUC), e.g. 0.85")
+    anticipated.add_argument("--cox-snell-r2", type=float, help="anticipated Cox–Snell R² instead")
+    plan.add_argument(
+        "--auc-ci-width", type=float, default=0.1, help="wanted width of the test set's 95 %% AUC CI (default 0.1)"
     )
 
 
@@ -714,6 +804,9 @@ def parser() -> argparse.ArgumentParser:
         _add_experiment,
         _add_cohort,
         _add_report,
+        _add_calibrate,
+        _add_compare,
+        _add_plan,
         _add_threshold,
         _add_export,
         _add_predict,

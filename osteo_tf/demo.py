@@ -8,9 +8,11 @@ papers' seven metrics side by side. Everything lands in ``out``::
     out/runs/<mode>/        one complete run folder per model (see RunDir)
     out/roc.png             test ROC curves of the three models in one figure
     out/summary.json        {"image_only": {metric: value}, "ensemble": {...}, "covariates_only": {...}}
-    out/summary.csv         the printed table
-    out/comparison.json     each model's test AUC with its 95 % DeLong CI, DeLong's test of
-                            ensemble vs image-only, and the naive late fusion reference
+    out/summary.csv         the printed table: each metric and its 95 % CI (bootstrap over
+                            patients, 2,000 resamples, seeded) per model
+    out/comparison.json     each model's test AUC with its 95 % DeLong CI, the paired comparison
+                            of ensemble vs image-only (DeLong, bootstrap CIs of each metric's
+                            difference, McNemar), and the naive late fusion reference
 
 The defaults are sized for a 2-core CPU (ResNet-18 from random initialisation, 48 px,
 960 training images, up to 40 epochs with patience 12); the papers' own settings are
@@ -27,16 +29,17 @@ import pandas as pd
 from osteo_tf.console import log
 from osteo_tf.data.synthetic import make_cohort
 from osteo_tf.demo_settings import DEMO_OUT, DemoSettings
+from osteo_tf.evaluation.bootstrap import compare_predictions, with_intervals
 from osteo_tf.evaluation.delong import delong_ci, delong_test
 from osteo_tf.evaluation.fusion import naive_late_probability
-from osteo_tf.evaluation.metrics import METRIC_NAMES, plot_roc
+from osteo_tf.evaluation.metrics import METRIC_NAMES, ci_text, plot_roc
 from osteo_tf.io import read_json, write_csv, write_json
 from osteo_tf.runs.cohort import load_cohort
 from osteo_tf.runs.config import TrainConfig
 from osteo_tf.training.train import train
 from osteo_tf.vocabulary import MODES as DEMO_MODES
 
-__all__ = ["compare_models", "DemoSettings", "format_table", "run_demo"]
+__all__ = ["compare_models", "DemoSettings", "format_table", "run_demo", "summary_frame"]
 
 
 def run_demo(out: str | Path = DEMO_OUT, settings: DemoSettings = DemoSettings(), verbose: int | str = "auto") -> dict:
@@ -77,20 +80,24 @@ def run_demo(out: str | Path = DEMO_OUT, settings: DemoSettings = DemoSettings()
         runs[mode] = run
     log("stage 3/4: writing the comparison")
     plot_roc(curves, out / "roc.png", title="Phantom hip cohort — test split")
-    table = pd.DataFrame({mode: {k: summary[mode][k] for k in METRIC_NAMES} for mode in DEMO_MODES})
-    write_csv(out / "summary.csv", table.reset_index(names="metric"))
+    write_csv(out / "summary.csv", summary_frame(summary))
     write_json(out / "summary.json", {mode: {k: summary[mode][k] for k in METRIC_NAMES} for mode in DEMO_MODES})
-    comparison = compare_models(curves)
+    comparison = compare_models(curves, patients=test["patient_id"].to_numpy(), seed=settings.seed)
     write_json(out / "comparison.json", comparison)
     log(f"stage 4/4: done in {time.time() - started:.0f} s")
     print()
-    print(format_table(table))
+    print(format_table(summary))
     print()
     for mode, (auc, low, high) in comparison["auc_ci"].items():
         print(f"AUC {mode:16} {auc:.3f} (95 % CI {low:.3f}–{high:.3f}, DeLong)")
     test = comparison["ensemble_vs_image_only"]
+    paired = comparison["paired"]
+    accuracy = paired["difference"]["accuracy"]
     print(
-        f"ensemble vs image_only: AUC difference {test['auc_a'] - test['auc_b']:+.3f}, DeLong p = {test['p_value']:.3g}"
+        f"ensemble vs image_only: AUC difference {test['auc_a'] - test['auc_b']:+.3f}, "
+        f"DeLong p = {test['p_value']:.3g}; "
+        f"accuracy difference {accuracy['estimate']:+.3f} (95 % CI {accuracy['low']:+.3f} to {accuracy['high']:+.3f}), "
+        f"McNemar p = {paired['mcnemar']['p_value']:.3g}"
     )
     print(
         "naive late fusion (image-only + covariates-only logits, no training): "
@@ -104,22 +111,68 @@ def run_demo(out: str | Path = DEMO_OUT, settings: DemoSettings = DemoSettings()
     return {mode: {k: summary[mode][k] for k in METRIC_NAMES} for mode in DEMO_MODES}
 
 
-def compare_models(curves: dict[str, tuple]) -> dict:
-    """AUC CIs, DeLong ensemble vs image-only and naive late fusion from the test (labels, probabilities)."""
+def compare_models(curves: dict[str, tuple], *, patients=None, seed: int = 0) -> dict:
+    """AUC CIs, ensemble vs image-only (paired) and naive late fusion from the test predictions.
+
+    Args:
+        curves: ``{mode: (labels, probabilities)}`` on the same test images, in the same order.
+        patients: the test images' patient ids (the bootstrap's resampling unit).
+        seed: seeds the bootstrap.
+
+    Returns:
+        ``{"auc_ci", "ensemble_vs_image_only" (DeLong), "paired"
+        (:func:`~osteo_tf.evaluation.bootstrap.compare_predictions`), "naive_late_fusion_auc",
+        "test_subjects"}``.
+    """
     labels = curves["ensemble"][0]
     naive = naive_late_probability(curves["image_only"][1], curves["covariates_only"][1])
+    paired = compare_predictions(labels, curves["ensemble"][1], curves["image_only"][1], groups=patients, seed=seed)
     return {
         "auc_ci": {mode: list(delong_ci(y, p)) for mode, (y, p) in curves.items()},
         "ensemble_vs_image_only": delong_test(labels, curves["ensemble"][1], curves["image_only"][1]).to_dict(),
+        "paired": {k: paired[k] for k in ("n", "difference", "mcnemar")},
         "naive_late_fusion_auc": delong_ci(labels, naive)[0],
         "test_subjects": int(len(labels)),
     }
 
 
 def _read_test_metrics(run: Path) -> dict:
-    return read_json(run / "metrics.json")["test"]
+    """The run's test metrics with their CIs (computed now for a run folder from before CIs)."""
+    metrics = read_json(run / "metrics.json")["test"]
+    if "ci" not in metrics:
+        test = pd.read_csv(run / "predictions.csv").query("split == 'test'")
+        labels, probability = test["label"].to_numpy(), test["probability"].to_numpy()
+        metrics = with_intervals(metrics, labels, probability, groups=test["patient_id"].to_numpy())
+    return metrics
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """Metric rows × model columns, 3 decimals, as plain text."""
-    return table.map(lambda v: f"{v:.3f}").to_string()
+def summary_frame(summary: dict[str, dict]) -> pd.DataFrame:
+    """One row per metric: each model's value and its 95 % CI bounds (``<mode>_low``, ``<mode>_high``).
+
+    Args:
+        summary: ``{mode: test metrics with their "ci" block}``.
+
+    Returns:
+        The frame written to ``summary.csv``.
+    """
+    rows = []
+    for name in METRIC_NAMES:
+        row = {"metric": name}
+        for mode, metrics in summary.items():
+            low, high = metrics["ci"]["metrics"][name]
+            row.update({mode: metrics[name], f"{mode}_low": low, f"{mode}_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table(summary: dict[str, dict]) -> str:
+    """Metric rows × model columns, each ``value (95 % CI)`` with 3 decimals, as plain text.
+
+    Args:
+        summary: ``{mode: test metrics with their "ci" block}``.
+
+    Returns:
+        The table.
+    """
+    table = pd.DataFrame({mode: {name: ci_text(m, name) for name in METRIC_NAMES} for mode, m in summary.items()})
+    return "test split, 95 % CIs: bootstrap over patients (2,000 resamples)\n" + table.to_string()

@@ -29,7 +29,7 @@ from osteo_tf.evaluation.stats import format_p, unpaired_test
 from osteo_tf.evaluation.tables import markdown_table
 from osteo_tf.io import atomic_path, write_csv
 
-__all__ = ["CLASSES", "categorical_test", "cohort_markdown", "cohort_table", "write_cohort_table"]
+__all__ = ["CLASSES", "categorical_test", "cohort_markdown", "cohort_table", "split_table", "write_cohort_table"]
 
 CLASSES = ((1, "osteoporosis"), (0, "non_osteoporosis"))
 _CONTINUOUS = (("age", "Age, years: mean (SD, min–max)"), ("bmi", "BMI, kg/m²: mean (SD, min–max)"))
@@ -186,3 +186,51 @@ def write_cohort_table(
         temporary.write_text(text)
     write_csv(paths["csv"], table)
     return text, paths
+
+
+def split_table(cohort: pd.DataFrame, splits: dict[str, np.ndarray], *, columns=("site",)) -> pd.DataFrame:
+    """Demographics of each partition (CLAIM 36): one column per split (train, val, test).
+
+    Rows: images, patients, osteoporosis n (%), female n (%), age and BMI mean (SD, min–max),
+    hip-fracture history n (%) — each when the cohort has the column — and, for each of
+    ``columns`` present (e.g. ``site``), the count n (%) of every value. Per patient (first
+    image) as :func:`cohort_table`, except images and osteoporosis, which count images.
+
+    Args:
+        cohort: the run's cohort table (canonical columns).
+        splits: split name → row positions in ``cohort``.
+        columns: categorical manifest columns tabulated value by value when present.
+
+    Returns:
+        A frame with ``characteristic`` and one column per split.
+    """
+    parts = {name: cohort.iloc[index] for name, index in splits.items()}
+    patients = {name: part.drop_duplicates("patient_id", keep="first") for name, part in parts.items()}
+    rows = [
+        {"characteristic": "Images", **{n: str(len(p)) for n, p in parts.items()}},
+        {"characteristic": "Patients", **{n: str(len(p)) for n, p in patients.items()}},
+        {"characteristic": "Osteoporosis (images), n (%)", **{n: _count_cell(p["label"], 1) for n, p in parts.items()}},
+    ]
+    if "sex" in cohort:
+        rows.append(
+            {"characteristic": "Sex: female, n (%)", **{n: _count_cell(p["sex"], "F") for n, p in patients.items()}}
+        )
+    for column, label in _CONTINUOUS:
+        if column in cohort:
+            rows.append({"characteristic": label, **{n: _continuous_cell(p[column]) for n, p in patients.items()}})
+    if "hip_fracture_history" in cohort:
+        rows.append(
+            {
+                "characteristic": "History of hip fracture, n (%)",
+                **{n: _count_cell(p["hip_fracture_history"], 1) for n, p in patients.items()},
+            }
+        )
+    for column in (c for c in columns if c in cohort):
+        for level in sorted(cohort[column].dropna().astype(str).unique()):
+            rows.append(
+                {
+                    "characteristic": f"{column}: {level}, n (%)",
+                    **{n: _count_cell(p[column].astype(str), level) for n, p in patients.items()},
+                }
+            )
+    return pd.DataFrame(rows)

@@ -16,7 +16,9 @@ from osteo_tf.data.covariates import CovariateEncoder
 from osteo_tf.data.manifest import ManifestConfig
 from osteo_tf.data.splits import require_both_classes, splits_from_table
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.evaluation.bootstrap import with_intervals
 from osteo_tf.evaluation.metrics import binary_metrics, format_metrics
+from osteo_tf.evaluation.recalibration import reported_probability
 from osteo_tf.evaluation.threshold import run_threshold
 from osteo_tf.io import read_json, write_csv, write_json
 from osteo_tf.runs.cohort import exclusions_of, load_cohort
@@ -52,7 +54,10 @@ def evaluate(
     Returns:
         The metrics dict of :func:`~osteo_tf.evaluation.metrics.binary_metrics` (auc,
         sensitivity, specificity, …, n, tp/fp/tn/fn, threshold) at the run's threshold
-        (:func:`~osteo_tf.evaluation.threshold.run_threshold`: ``osteo threshold``'s, else 0.5).
+        (:func:`~osteo_tf.evaluation.threshold.run_threshold`: ``osteo threshold``'s, else 0.5),
+        with their 95 % CIs under ``"ci"`` (:func:`~osteo_tf.evaluation.bootstrap.with_intervals`:
+        bootstrap over patients, DeLong for the AUC). A recalibrated run (``osteo calibrate``)
+        is scored on its recalibrated probabilities.
 
     Raises:
         OsteoInputError: an unfinished run, a bad external manifest, a cohort of one class,
@@ -90,7 +95,10 @@ def evaluate(
         name += "_without_" + "_".join(without)
     encoded = None if encoder is None else encoder.transform(rows)
     probability = predict_rows(model, rows, encoded, config)
-    metrics = binary_metrics(rows["label"].to_numpy(), probability, run_threshold(run_dir.path))
+    probability = reported_probability(run_dir.path, probability)
+    labels = rows["label"].to_numpy()
+    metrics = binary_metrics(labels, probability, run_threshold(run_dir.path))
+    metrics = with_intervals(metrics, labels, probability, groups=rows["patient_id"].to_numpy(), seed=config.seed)
     write_json(
         run_dir.path / f"evaluation_{name}.json", {"source": str(Path(source).resolve()), "rows": name, **metrics}
     )

@@ -18,12 +18,12 @@ from osteo_tf.evaluation.stats import p_phrase
 from osteo_tf.evaluation.tables import METRIC_TITLES, MODE_NAMES
 from osteo_tf.io import atomic_path
 
-__all__ = ["GRID", "mean_roc", "plot_forest", "plot_roc_comparison"]
+__all__ = ["GRID", "mean_roc", "new_figure", "plot_forest", "plot_roc_comparison", "save_figure"]
 
 GRID = np.linspace(0.0, 1.0, 201)
 
 
-def _figure(figsize: tuple[float, float]):
+def new_figure(figsize: tuple[float, float]):
     """A figure and its axes from Matplotlib's object API (no pyplot state, no backend switch)."""
     from matplotlib.figure import Figure
 
@@ -31,7 +31,7 @@ def _figure(figsize: tuple[float, float]):
     return figure, figure.subplots()
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary)
@@ -69,7 +69,7 @@ def plot_roc_comparison(
     delong_p: float | None = None,
 ) -> Path:
     """One backbone's ROC figure; ``curves`` maps mode → list of (y_true, y_score) runs."""
-    figure, axes = _figure((5, 5))
+    figure, axes = new_figure((5, 5))
     for mode, runs in curves.items():
         label = MODE_NAMES.get(mode, mode)
         if len(runs) > 1:
@@ -106,7 +106,7 @@ def plot_roc_comparison(
     )
     axes.title.set_fontsize(9)
     axes.legend(loc="lower right", fontsize=7)
-    return _save(figure, Path(path))
+    return save_figure(figure, Path(path))
 
 
 def plot_forest(comparison: pd.DataFrame, path: str | Path, title: str) -> Path:
@@ -114,7 +114,7 @@ def plot_forest(comparison: pd.DataFrame, path: str | Path, title: str) -> Path:
     import matplotlib
 
     rows = comparison.reset_index(drop=True)
-    figure, axes = _figure((6.5, 1.2 + 0.25 * len(rows)))
+    figure, axes = new_figure((6.5, 1.2 + 0.25 * len(rows)))
     y = np.arange(len(rows))[::-1]
     backbones = list(dict.fromkeys(rows["backbone"]))
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -131,4 +131,4 @@ def plot_forest(comparison: pd.DataFrame, path: str | Path, title: str) -> Path:
     )
     axes.set(xlabel="Hedges' g, ensemble vs image-only (95 % CI); > 0: ensemble higher", title=title)
     axes.title.set_fontsize(9)
-    return _save(figure, Path(path))
+    return save_figure(figure, Path(path))

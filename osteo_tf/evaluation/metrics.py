@@ -19,6 +19,7 @@ from osteo_tf.io import atomic_path
 __all__ = [
     "METRIC_NAMES",
     "binary_metrics",
+    "ci_text",
     "format_metrics",
     "format_threshold",
     "metrics_line",
@@ -96,7 +97,44 @@ def format_metrics(metrics: dict) -> list[str]:
     Returns:
         Lines such as ``"  accuracy     0.8125"`` and ``"  confusion    tp=5 fp=1 tn=8 fn=2"``.
     """
-    return [f"  {name:12} {metrics[name]:.4f}" for name in METRIC_NAMES] + [f"  confusion    {_confusion(metrics)}"]
+    lines = [f"  {name:12} {metrics[name]:.4f}{_ci_suffix(metrics, name)}" for name in METRIC_NAMES]
+    return lines + [f"  confusion    {_confusion(metrics)}"] + _ci_note(metrics)
+
+
+def _ci_bounds(metrics: dict, name: str) -> tuple[float | None, float | None]:
+    return tuple((metrics.get("ci") or {}).get("metrics", {}).get(name, (None, None)))
+
+
+def _ci_suffix(metrics: dict, name: str) -> str:
+    low, high = _ci_bounds(metrics, name)
+    return "" if low is None else f"  (95 % CI {low:.4f}–{high:.4f})"
+
+
+def _ci_note(metrics: dict) -> list[str]:
+    block = metrics.get("ci")
+    if not block:
+        return []
+    low, high = block["auc_delong"]
+    return [
+        f"  CIs: {block['method']}, {block['n_resamples']} resamples of {block['n_patients']} {block['unit']}s, "
+        f"seed {block['seed']}; AUC DeLong 95 % CI {low:.4f}–{high:.4f}"
+    ]
+
+
+def ci_text(metrics: dict, name: str, digits: int = 3) -> str:
+    """``"0.812 (0.741–0.870)"``: a metric and its bootstrap CI, or the value alone when it has none.
+
+    Args:
+        metrics: a metrics dict, with or without a ``ci`` block.
+        name: one of METRIC_NAMES.
+        digits: decimals.
+
+    Returns:
+        The text.
+    """
+    value = f"{metrics[name]:.{digits}f}"
+    low, high = _ci_bounds(metrics, name)
+    return value if low is None else f"{value} ({low:.{digits}f}–{high:.{digits}f})"
 
 
 def metrics_line(metrics: dict) -> str:

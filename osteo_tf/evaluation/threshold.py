@@ -14,6 +14,12 @@ Targets (a case is positive when ``probability >= threshold``):
 - ``youden``: the threshold maximising sensitivity + specificity − 1 (ties: the highest).
 
 Candidates are the validation probabilities themselves, so the chosen value is one of them.
+Probabilities are the run's reported ones (:func:`~osteo_tf.evaluation.recalibration.reported_probability`:
+recalibrated after ``osteo calibrate``), so the threshold is on the scale the run reports.
+
+The metrics in the record carry 95 % bootstrap CIs over patients; :func:`threshold_table`
+(``RUN/threshold_table.csv``, written by ``osteo threshold``) lists every metric with its CI
+at each candidate threshold of :data:`TABLE_THRESHOLDS` and at the chosen one, on val and test.
 """
 
 from __future__ import annotations
@@ -26,22 +32,30 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.evaluation.metrics import binary_metrics
-from osteo_tf.io import read_json, write_json
+from osteo_tf.evaluation.bootstrap import with_intervals
+from osteo_tf.evaluation.metrics import METRIC_NAMES, binary_metrics
+from osteo_tf.evaluation.recalibration import reported_probability
+from osteo_tf.io import read_json, write_csv, write_json
 from osteo_tf.runs.run_dir import RunDir
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "TABLE_THRESHOLDS",
     "TARGET_HELP",
     "choose_threshold",
     "parse_target",
+    "run_seed",
     "run_threshold",
     "select_threshold",
+    "split_predictions",
     "threshold_record",
+    "threshold_table",
 ]
 
 DEFAULT_THRESHOLD = 0.5
 TARGET_HELP = "sensitivity=X, specificity=X (0 < X ≤ 1) or youden"
+#: Candidate thresholds of the threshold table (0.05, 0.10, …, 0.95), beside the chosen one.
+TABLE_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
 def parse_target(target: str) -> tuple[str, float | None]:
@@ -81,16 +95,53 @@ def choose_threshold(y_true, y_score, target: str) -> float:
     return float(thresholds[ok[-1]])
 
 
+def split_predictions(run: str | Path) -> dict[str, pd.DataFrame]:
+    """The run's validation and test predictions, with its reported probabilities.
+
+    Args:
+        run: a complete run folder.
+
+    Returns:
+        ``{"val": rows, "test": rows}`` of ``predictions.csv`` (image, patient_id, label,
+        probability, split); ``probability`` recalibrated when the run has a calibration.
+    """
+    run_dir = RunDir(run).require_complete()
+    predictions = pd.read_csv(run_dir.predictions)
+    predictions["probability"] = reported_probability(run_dir.path, predictions["probability"])
+    return {name: predictions[predictions["split"] == name] for name in ("val", "test")}
+
+
+def _scored(rows: pd.DataFrame, threshold: float, seed: int) -> dict | None:
+    if rows.empty:
+        return None
+    labels, probability = rows["label"].to_numpy(), rows["probability"].to_numpy()
+    metrics = binary_metrics(labels, probability, threshold)
+    return with_intervals(metrics, labels, probability, groups=rows["patient_id"].to_numpy(), seed=seed)
+
+
+def run_seed(run_dir: RunDir) -> int:
+    """The run's training seed (seeds its bootstraps); 0 when the config has none."""
+    return int(read_json(run_dir.config).get("train", {}).get("seed", 0)) if run_dir.config.is_file() else 0
+
+
 def select_threshold(run: str | Path, target: str) -> dict:
     """Chooses the threshold on the run's validation predictions and records it.
 
     Writes ``RUN/threshold.json``: ``{"threshold", "target", "chosen_on": "val", "val": metrics,
-    "test": metrics, "chosen_at"}`` (metrics as :func:`binary_metrics`, at the new threshold)
-    and returns that dict.
+    "test": metrics, "chosen_at"}`` (metrics as :func:`binary_metrics`, at the new threshold,
+    with bootstrap CIs), and ``RUN/threshold_table.csv`` (:func:`threshold_table`).
+
+    Args:
+        run: a complete run folder.
+        target: ``sensitivity=X``, ``specificity=X`` or ``youden``.
+
+    Returns:
+        The record written to ``threshold.json``.
     """
     run_dir = RunDir(run).require_complete()
-    predictions = pd.read_csv(run_dir.predictions)
-    val, test = (predictions[predictions["split"] == name] for name in ("val", "test"))
+    parse_target(target)
+    splits = split_predictions(run_dir.path)
+    val = splits["val"]
     if val.empty:
         raise OsteoInputError(f"run {run_dir.path} has no validation predictions to choose a threshold on")
     threshold = choose_threshold(val["label"], val["probability"], target)
@@ -98,12 +149,44 @@ def select_threshold(run: str | Path, target: str) -> dict:
         "threshold": threshold,
         "target": str(target),
         "chosen_on": "val",
-        "val": binary_metrics(val["label"], val["probability"], threshold),
-        "test": binary_metrics(test["label"], test["probability"], threshold) if not test.empty else None,
+        "calibrated": run_dir.calibration.is_file(),
+        "val": _scored(val, threshold, run_seed(run_dir)),
+        "test": _scored(splits["test"], threshold, run_seed(run_dir)),
         "chosen_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(run_dir.threshold, record)
+    write_csv(run_dir.path / "threshold_table.csv", threshold_table(run_dir.path, chosen=threshold))
     return record
+
+
+def threshold_table(run: str | Path, thresholds=TABLE_THRESHOLDS, *, chosen: float | None = None) -> pd.DataFrame:
+    """Every metric with its 95 % CI at each candidate threshold, on the validation and test splits.
+
+    Args:
+        run: a complete run folder.
+        thresholds: candidate thresholds on the reported probability (default 0.05 … 0.95).
+        chosen: a threshold added to the candidates (e.g. the one ``osteo threshold`` chose).
+
+    Returns:
+        One row per split × threshold: ``split, threshold, chosen`` (bool), the confusion
+        counts, and for each metric of METRIC_NAMES its value and ``<metric>_low`` /
+        ``<metric>_high`` (bootstrap over patients; empty where undefined).
+    """
+    run_dir = RunDir(run)
+    candidates = sorted({float(t) for t in thresholds} | ({float(chosen)} if chosen is not None else set()))
+    rows = []
+    for split, frame in split_predictions(run_dir.path).items():
+        for threshold in candidates:
+            metrics = _scored(frame, threshold, run_seed(run_dir))
+            if metrics is None:
+                continue
+            row = {"split": split, "threshold": threshold, "chosen": chosen is not None and threshold == chosen}
+            row.update({k: metrics[k] for k in ("tp", "fp", "tn", "fn")})
+            for name in METRIC_NAMES:
+                low, high = metrics["ci"]["metrics"][name]
+                row.update({name: metrics[name], f"{name}_low": low, f"{name}_high": high})
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def threshold_record(run: str | Path) -> dict | None:

@@ -19,6 +19,7 @@
     covariates: [age, sex, bmi, hip_fracture_history]          # or "hip" / "dental"
     split: {kind: random, ratios: [8, 1, 1], repeats: 1}
        or {kind: kfold, folds: 5, repeats: 30, val_ratio: [8, 1]}
+       or {kind: site, column: site, val_ratio: 0.1, repeats: 1}   # leave one site out (below)
     train: {epochs: 100, patience: 20, batch_size: 16, image_size: null,
             learning_rate: null, weights: none, momentum: 0.9, weight_decay: 0, threshold: 0.5,
             aux_loss_weight: 0, covariate_dropout: 0,
@@ -35,6 +36,17 @@ not an integer in [1, inf)``; so does one in ``cohort.manifest_config``
 A config may name no cohort (the papers' configs): the cohort is then given at run time
 (``osteo experiment hip_2020 --manifest cohort.csv``). Every mistake raises
 :class:`OsteoInputError` naming the file and the key.
+
+``kind: site`` is a leave-one-site-out validation (TRIPOD+AI 23b, CLAIM 32–33): one fold per
+site of the manifest's ``column`` (default ``site``), that site's patients the test set, the
+other sites' patients split train/val by ``val_ratio`` (a pair as for kfold, or the validation
+fraction, ``0.1`` = ``[0.9, 0.1]``); see :func:`osteo_tf.data.splits.site_splits`. The folds are
+the manifest's sites, sorted, read when the config gets its manifest (on load, or by
+:meth:`ExperimentConfig.with_manifest`, which reads them again) and written to the resolved
+config as ``split.sites``, so they are part of the hash: a manifest whose sites changed is
+another experiment. A ``sites`` list in the YAML is taken as given (fold f tests ``sites[f]``).
+A phantom has no sites, and the site column cannot be a covariate (the test site would be a
+category never seen in training).
 """
 
 from __future__ import annotations
@@ -67,6 +79,7 @@ from osteo_tf.vocabulary import (
 __all__ = [
     "CONFIG_DIR",
     "PHANTOM_COLUMNS",
+    "SPLIT_KINDS",
     "TOP_KEYS",
     "TRAIN_KEYS",
     "ExperimentConfig",
@@ -100,6 +113,8 @@ TRAIN_KEYS = (
     "precision",
     "jit",
 )
+#: The kinds of ``split``: a random split per repeat, stratified k-fold, or leave one site out.
+SPLIT_KINDS = ("random", "kfold", "site")
 TOP_KEYS = ("name", "description", "seed", "cohort", "backbones", "modes", "fusions", "covariates", "split", "train")
 
 
@@ -117,21 +132,30 @@ class PhantomSpec:
 @dataclass(frozen=True)
 class SplitSpec:
     """``random``: one train/val/test split per repeat (ratios). ``kfold``: stratified k-fold
-    per repeat, each training fold split train/val by ``val_ratio``."""
+    per repeat, each training fold split train/val by ``val_ratio``. ``site``: leave one site
+    out, fold f testing on ``sites[f]`` (the sites of the manifest's ``column``; empty until the
+    config has a manifest), the other sites split train/val by ``val_ratio``."""
 
     kind: str = "kfold"
     folds: int = 5
     repeats: int = 1
     ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
     val_ratio: tuple[float, float] = (8.0, 1.0)
+    column: str = "site"
+    sites: tuple[str, ...] = ()
 
     @property
     def n_folds(self) -> int:
+        if self.kind == "site":
+            return len(self.sites)
         return self.folds if self.kind == "kfold" else 1
 
     def to_dict(self) -> dict:
         if self.kind == "random":
             return {"kind": "random", "ratios": list(self.ratios), "repeats": self.repeats}
+        if self.kind == "site":
+            values = {"kind": "site", "column": self.column, "val_ratio": list(self.val_ratio), "repeats": self.repeats}
+            return {**values, "sites": list(self.sites)} if self.sites else values
         return {"kind": "kfold", "folds": self.folds, "repeats": self.repeats, "val_ratio": list(self.val_ratio)}
 
 
@@ -190,10 +214,12 @@ class ExperimentConfig:
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     def with_manifest(self, manifest: str | Path) -> "ExperimentConfig":
-        """The same study on another cohort manifest (replaces a phantom), validated again."""
-        changed = dataclasses.replace(self, manifest=str(Path(manifest).resolve()), phantom=None)
+        """The same study on another cohort manifest (replaces a phantom), validated again; a site
+        split's sites are read again from the new manifest."""
+        split = dataclasses.replace(self.split, sites=()) if self.split.kind == "site" else self.split
+        changed = dataclasses.replace(self, manifest=str(Path(manifest).resolve()), phantom=None, split=split)
         _check_covariates(changed, _where(self.source))
-        return changed
+        return _resolve_sites(changed, _where(self.source))
 
     def train_config(self, backbone: str, mode: str, seed: int, *, fusion: str = DEFAULT_FUSION):
         """The TrainConfig of one fit."""
@@ -296,7 +322,7 @@ def parse_experiment(values: Any, source: str = "", base: Path | None = None) ->
     )
     _check_train_options(config, where)
     _check_covariates(config, where)
-    return config
+    return _resolve_sites(config, where)
 
 
 def _check_train_options(config: ExperimentConfig, where: str) -> None:
@@ -357,9 +383,27 @@ def _names(value: Any, what: str) -> tuple[str, ...]:
 
 
 def _split(value: Any, where: str) -> SplitSpec:
-    if not isinstance(value, dict) or value.get("kind") not in ("random", "kfold"):
-        raise OsteoInputError(f"{where}'split' must be a mapping with kind: random or kind: kfold, got {value!r}")
+    if not isinstance(value, dict) or value.get("kind") not in SPLIT_KINDS:
+        raise OsteoInputError(
+            f"{where}'split' must be a mapping with kind: random or kind: kfold or kind: site, got {value!r}"
+        )
     what = f"{where}split."
+    if value["kind"] == "site":
+        _unknown(value, ("kind", "column", "val_ratio", "repeats", "sites"), where, "split")
+        column = value.get("column", "site")
+        if not isinstance(column, str) or not column.strip():
+            raise OsteoInputError(f"{what}column must be the name of the manifest's site column, got {column!r}")
+        sites = value.get("sites")
+        sites = () if sites is None else tuple(s.strip() for s in _names(sites, what + "sites"))
+        if sites and (len(sites) < 2 or "" in sites or len(set(sites)) != len(sites)):
+            raise OsteoInputError(f"{what}sites must list at least 2 distinct site names, got {value['sites']!r}")
+        return SplitSpec(
+            kind="site",
+            repeats=_int(value.get("repeats", 1), what + "repeats", 1),
+            val_ratio=_val_fraction(value.get("val_ratio", [8, 1]), what + "val_ratio"),
+            column=column.strip(),
+            sites=sites,
+        )
     if value["kind"] == "random":
         _unknown(value, ("kind", "ratios", "repeats"), where, "split")
         return SplitSpec(
@@ -374,6 +418,84 @@ def _split(value: Any, where: str) -> SplitSpec:
         repeats=_int(value.get("repeats", 1), what + "repeats", 1),
         val_ratio=_ratios(value.get("val_ratio", [8, 1]), 2, what + "val_ratio"),
     )
+
+
+def _val_fraction(value: Any, what: str) -> tuple[float, float]:
+    """A site split's ``val_ratio``: a (train, val) pair as for kfold, or the validation fraction in (0, 1)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not 0 < value < 1:
+            raise OsteoInputError(
+                f"{what} must be a fraction in (0, 1) or a list of 2 positive numbers (train, val), got {value!r}"
+            )
+        return (1.0 - float(value), float(value))
+    try:
+        return _ratios(value, 2, what)
+    except OsteoInputError:
+        raise OsteoInputError(
+            f"{what} must be a fraction in (0, 1) or a list of 2 positive numbers (train, val), got {value!r}"
+        ) from None
+
+
+def _resolve_sites(config: ExperimentConfig, where: str) -> ExperimentConfig:
+    """A site split's checks against the cohort, and its sites read from the manifest (when it has none yet)."""
+    split = config.split
+    if split.kind != "site":
+        return config
+    if config.phantom is not None:
+        raise OsteoInputError(
+            f"{where}split kind site needs a manifest with a site column ({split.column!r}); the "
+            f"{config.phantom.kind} phantom has no sites: give cohort.manifest, or use split kind random or kfold"
+        )
+    if split.column in config.covariates:
+        raise OsteoInputError(
+            f"{where}the site column {split.column!r} of split kind site is also in 'covariates'; leaving one site "
+            "out, its test site is a category the model never saw in training: drop it from 'covariates'"
+        )
+    if split.sites or config.manifest is None:
+        return config
+    sites = _manifest_sites(config, where)
+    return dataclasses.replace(config, split=dataclasses.replace(split, sites=sites))
+
+
+def _manifest_sites(config: ExperimentConfig, where: str) -> tuple[str, ...]:
+    """The sites of the manifest's site column, sorted, checked by :func:`osteo_tf.data.splits.site_names`
+    (read from the CSV cells: the rows' other checks come when the cohort is loaded)."""
+    import pandas as pd
+
+    from osteo_tf.data.splits import SOURCE_ATTR, site_names
+
+    path = Path(config.manifest)
+    if not path.is_file():
+        raise OsteoInputError(f"{where}cohort manifest {path} does not exist")
+    patient_column = (config.manifest_config or {}).get("columns", {}).get("patient_id", "patient_id")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
+            records, start = [], reader.line_num + 1
+            for row in reader:
+                if any(cell.strip() for cell in row):  # blank lines are skipped, as the manifest reader does
+                    records.append((start, row))
+                start = reader.line_num + 1
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise OsteoInputError(f"{where}cannot read the sites of manifest {path}: {error}") from None
+
+    def cells(name: str) -> list[str] | None:
+        if name not in header:
+            return None
+        j = header.index(name)
+        return [row[j] if j < len(row) else "" for _, row in records]
+
+    lines = [line for line, _ in records]
+    patients = cells(patient_column) or [f"line {line}" for line in lines]  # no patient column: the reader says so
+    table = pd.DataFrame({"patient_id": patients, "line": lines})
+    if (split_cells := cells(config.split.column)) is not None:
+        table[config.split.column] = split_cells
+    table.attrs[SOURCE_ATTR] = f"manifest {path}"
+    try:
+        return site_names(table, config.split.column)
+    except OsteoInputError as error:
+        raise OsteoInputError(f"{where}{error}", parameter=error.parameter) from None
 
 
 def _train(value: Any, where: str) -> dict:

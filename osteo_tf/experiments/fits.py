@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from osteo_tf.data.splits import derive_seed, kfold_split, random_split, require_both_classes
+from osteo_tf.data.splits import derive_seed, kfold_split, random_split, require_both_classes, site_split
+from osteo_tf.errors import OsteoInputError
 from osteo_tf.experiments.config import ExperimentConfig
 from osteo_tf.experiments.results import fit_id, record_path
 from osteo_tf.io import read_json, write_json
@@ -46,7 +47,8 @@ NO_BACKBONE = "none"
 class Fit:
     """One cell of the grid. ``seed`` (from the config seed, repeat and fold) is shared by all
     fits of a (repeat, fold), so image-only and ensemble see the same split and initialisation.
-    ``fusion``: the ensemble's design (the other modes keep the default)."""
+    ``fusion``: the ensemble's design (the other modes keep the default). ``site``: with a
+    leave-one-site-out split, the fold's test site (``config.split.sites[fold]``), else None."""
 
     backbone: str
     mode: str
@@ -54,6 +56,7 @@ class Fit:
     fold: int
     seed: int
     fusion: str = DEFAULT_FUSION
+    site: str | None = None
 
     @property
     def model(self) -> str:
@@ -66,18 +69,39 @@ class Fit:
 
 
 def plan(config: ExperimentConfig) -> list[Fit]:
-    """Every fit of the experiment, ordered repeat → fold → backbone → mode → fusion (covariates_only last)."""
+    """Every fit of the experiment, ordered repeat → fold → backbone → mode → fusion (covariates_only last).
+
+    With a leave-one-site-out split (``split.kind: site``), fold f tests on ``split.sites[f]``,
+    recorded in each fit's ``site``.
+
+    Args:
+        config: the experiment.
+
+    Returns:
+        The fits, in plan order.
+
+    Raises:
+        OsteoInputError: a site split whose config has no manifest yet (its folds are the manifest's sites).
+    """
+    split = config.split
+    if split.kind == "site" and not split.sites:
+        raise OsteoInputError(
+            f"experiment {config.name} splits leave-one-site-out, and its folds are the sites of the cohort's "
+            f"manifest (column {split.column!r}), but it names no manifest: pass manifest=CSV (osteo experiment "
+            "--manifest CSV), or set cohort.manifest"
+        )
     fits = []
-    for repeat in range(config.split.repeats):
-        for fold in range(config.split.n_folds):
+    for repeat in range(split.repeats):
+        for fold in range(split.n_folds):
             seed = derive_seed(config.seed, repeat, fold)
+            site = split.sites[fold] if split.kind == "site" else None
             for backbone in config.backbones:
                 for mode in config.modes:
                     if mode != "covariates_only":
                         fusions = config.fusions if mode == "ensemble" else (DEFAULT_FUSION,)
-                        fits += [Fit(backbone, mode, repeat, fold, seed, fusion) for fusion in fusions]
+                        fits += [Fit(backbone, mode, repeat, fold, seed, fusion, site) for fusion in fusions]
             if "covariates_only" in config.modes:
-                fits.append(Fit(NO_BACKBONE, "covariates_only", repeat, fold, seed))
+                fits.append(Fit(NO_BACKBONE, "covariates_only", repeat, fold, seed, site=site))
     return fits
 
 
@@ -85,14 +109,21 @@ def fit_splits(config: ExperimentConfig, cohort: pd.DataFrame, fit: Fit) -> dict
     """The train/val/test rows of a fit: reproducible from (config seed, repeat, fold).
 
     Returns:
-        ``{"train", "val", "test"}`` → positional row indices into ``cohort``.
+        ``{"train", "val", "test"}`` → positional row indices into ``cohort``; for a site
+        split, the test rows are those of ``fit.site``.
 
     Raises:
-        OsteoInputError: a part of the split holds one class only.
+        OsteoInputError: a part of the split holds one class only; for a site split, what
+            :func:`osteo_tf.data.splits.site_split` refuses (a patient at two sites, an empty
+            site cell, a site without rows …).
     """
     s = config.split
     if s.kind == "random":
         return random_split(cohort, s.ratios, derive_seed(config.seed, fit.repeat))
+    if s.kind == "site":
+        return site_split(
+            cohort, fit.site, s.column, val_ratio=s.val_ratio, seed=config.seed, repeat=fit.repeat, sites=s.sites
+        )
     return kfold_split(cohort, fit.fold, s.folds, val_ratio=s.val_ratio, seed=config.seed, repeat=fit.repeat)
 
 
@@ -229,6 +260,8 @@ class Progress:
 def make_record(config: ExperimentConfig, out: Path, fit: Fit) -> dict:
     """The result record of a fit whose run folder is complete.
 
+    A fit of a leave-one-site-out split also records its test ``site`` (after ``fold``); the
+    records of the other splits have no such key.
     ``seconds`` is the training time the run recorded (for a resumed fit, its last session's);
     ``epochs_run`` counts the epochs in history.csv; ``best_epoch`` (1-based) has the lowest
     validation loss (the probability's own, with auxiliary losses), whose weights the model keeps.
@@ -240,6 +273,7 @@ def make_record(config: ExperimentConfig, out: Path, fit: Fit) -> dict:
     history = pd.read_csv(run / "history.csv").drop_duplicates("epoch", keep="last")
     monitored = PROBABILITY_VAL_LOSS if PROBABILITY_VAL_LOSS in history else "val_loss"  # see train.monitored_loss
     best = int(history[monitored].to_numpy().argmin()) + 1 if len(history) else 0
+    site = {"site": fit.site} if fit.site is not None else {}
     return {
         "fit_id": fit.fit_id,
         "config_hash": config.hash(),
@@ -250,6 +284,7 @@ def make_record(config: ExperimentConfig, out: Path, fit: Fit) -> dict:
         "model": fit.model,
         "repeat": fit.repeat,
         "fold": fit.fold,
+        **site,
         "seed": fit.seed,
         "metrics": {"val": metrics["val"], "test": metrics["test"]},
         "test_predictions": [

@@ -4,6 +4,9 @@ Reads only ``DIR`` (``experiment.yaml``, ``results/<fit_id>.json`` and, for exte
 validation, the run folders named there) and writes ``DIR/report/``:
 
 ==============================  ==========================================================
+``report.html``                 one self-contained page: the tables and figures below, pooled
+                                calibration, decision curves, subgroups, sites, sample size and
+                                the TRIPOD+AI / CLAIM checklist (:mod:`.report_html`)
 ``report.md``                   everything below, plus one sentence per backbone saying
                                 whether the ensemble beat image-only (p, test, Hedges' g)
 ``summary.csv``                 per backbone × mode × metric: n, mean, SD, 95 % CI
@@ -54,6 +57,7 @@ from osteo_tf.evaluation.tables import (
     ratio_table,
     summary_table,
 )
+from osteo_tf.experiments.report_html import write_experiment_html
 from osteo_tf.experiments.results import RESULTS, read_records
 from osteo_tf.io import atomic_path, write_csv
 
@@ -67,6 +71,7 @@ _KEPT = (
     "mode",
     "repeat",
     "fold",
+    "site",
     "seed",
     "run_dir",
     "seconds",
@@ -284,12 +289,16 @@ def make_report(
     *,
     alpha: float = ALPHA,
     evaluate_fn=None,
+    subgroups: tuple[str, ...] | list[str] = (),
 ) -> Path:
     """Write ``DIR/report/`` (see the module docstring); returns the path of ``report.md``.
 
     external: a manifest CSV to score every fit on first (see :mod:`osteo_tf.evaluation.external`); external
     scores already in the run folders are always included. paired: match runs by repeat
-    (and fold) for paired tests; raises OsteoInputError if the test images differ.
+    (and fold) for paired tests; raises OsteoInputError if the test images differ. subgroups:
+    manifest columns tabulated as subgroups in ``report.html`` besides sex, age band, BMI class
+    and fracture history. Also writes ``report.html``
+    (:func:`osteo_tf.experiments.report_html.write_experiment_html`).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -361,6 +370,18 @@ def make_report(
         "",
         _methods(paired, alpha),
     ]
+    write_experiment_html(
+        out,
+        results,
+        title=f"Report: {experiment.get('name', directory.name)}",
+        markdown_tables={
+            "Mean, SD and 95 % CI over runs": format_frame(summary, 3, titles=False) if len(summary) else summary,
+            "Ensemble vs image-only": format_frame(comparison, 4, titles=False) if len(comparison) else comparison,
+            **({"DeLong's test, one run per model": delong} if len(delong) else {}),
+        },
+        figures=figures,
+        subgroups=subgroups,
+    )
     return _write_text(out / "report.md", "\n".join(lines) + "\n")
 
 

@@ -20,6 +20,9 @@ Layout (every file written under a temporary name and renamed)::
       metrics.json             binary_metrics on validation and test
       roc.png                  test ROC curve
       threshold.json           decision threshold chosen on val by `osteo threshold` (absent: 0.5)
+      calibration.json         recalibration fitted on val by `osteo calibrate` (absent: the model's own
+                               probabilities); evaluate, threshold, export and report then use it
+      report/                  `osteo report --run`: report.html and its tables and figures
       COMPLETE                 written last: a run without it is not finished
 """
 
@@ -57,6 +60,8 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.json")
     roc = property(lambda self: self.path / "roc.png")
     threshold = property(lambda self: self.path / "threshold.json")
+    calibration = property(lambda self: self.path / "calibration.json")
+    report = property(lambda self: self.path / "report")
     exclusions = property(lambda self: self.path / "exclusions.csv")
     complete_marker = property(lambda self: self.path / "COMPLETE")
 

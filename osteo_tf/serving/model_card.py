@@ -5,7 +5,9 @@ from the run folder: backbone, mode, image size, the inputs and the codes they a
 covariate encoding statistics (fitted on the training split), how the training manifest was read
 (its manifest config: column names, sex codes, ROI box), the decision threshold and
 where it came from, the training cohort (images, patients and osteoporosis cases per split),
-the test metrics at that threshold, and the package versions at training and export time.
+the test metrics at that threshold, the recalibration the served probability went through
+(``osteo calibrate``: method, parameters, fitted on the validation split, calibration before and
+after), and the package versions at training and export time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 import osteo_tf
-from osteo_tf.evaluation.threshold import threshold_record
+from osteo_tf.evaluation.bootstrap import with_intervals
+from osteo_tf.evaluation.metrics import binary_metrics
+from osteo_tf.evaluation.threshold import split_predictions, threshold_record
 from osteo_tf.io import read_json
 from osteo_tf.runs.run_dir import RunDir
 from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
@@ -75,6 +79,12 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
     settings = run_dir.read_config()
     record = threshold_record(run_dir.path)
     metrics = read_json(run_dir.metrics) if run_dir.metrics.is_file() else {}
+    calibration = read_json(run_dir.calibration) if run_dir.calibration.is_file() else None
+    if calibration is not None and record is None:  # metrics.json holds the uncalibrated model's
+        metrics = {
+            split: _reported_metrics(run_dir, rows, spec.threshold)
+            for split, rows in split_predictions(run_dir.path).items()
+        }
     return {
         "name": name,
         "version": int(version),
@@ -96,7 +106,15 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
         "signatures": {
             "serving_default": {
                 "inputs": input_descriptions(spec),
-                "outputs": {"probability": "float32 (batch,)", "label": "int64 (batch,), 1 = osteoporosis"},
+                "outputs": {
+                    "probability": "float32 (batch,)"
+                    + (
+                        f", recalibrated ({calibration['recalibration']['method']}, fitted on the validation split)"
+                        if calibration
+                        else ", the model's own (not recalibrated)"
+                    ),
+                    "label": "int64 (batch,), 1 = osteoporosis (probability >= threshold)",
+                },
             },
             "serving_tensors": {
                 "inputs": "the tensors model.keras takes: image (normalised for the backbone) and/or "
@@ -105,6 +123,14 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
             },
         },
         "covariates": spec.encoder,
+        "recalibration": None
+        if calibration is None
+        else {
+            **calibration["recalibration"],
+            "fitted_on": calibration.get("fitted_on", "val"),
+            "calibration_before": calibration.get("before"),
+            "calibration_after": calibration.get("after"),
+        },
         "threshold": {
             "value": spec.threshold,
             "source": "osteo threshold (chosen on the validation split)" if record else "training config (default 0.5)",
@@ -124,6 +150,15 @@ def build_model_card(run: str | Path, spec: ServingSpec, name: str, version: int
             },
         },
     }
+
+
+def _reported_metrics(run_dir: RunDir, rows: pd.DataFrame, threshold: float) -> dict:
+    """A split's metrics (with CIs) on the run's recalibrated probabilities."""
+    labels, probability = rows["label"].to_numpy(), rows["probability"].to_numpy()
+    seed = int(run_dir.read_config()["train"].get("seed", 0))
+    return with_intervals(
+        binary_metrics(labels, probability, threshold), labels, probability, groups=rows["patient_id"], seed=seed
+    )
 
 
 def _fusion(train: dict, mode: str) -> dict | None:

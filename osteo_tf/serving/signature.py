@@ -31,10 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from osteo_tf.data.pipeline import decode_gray, is_png_or_jpeg, preprocess_gray
+from osteo_tf.evaluation.calibration import PROBABILITY_CLIP
 from osteo_tf.models import get_backbone_spec, normalize_images
 from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
 
-__all__ = ["ServingGraph"]
+__all__ = ["ServingGraph", "recalibrated"]
 
 _DTYPES = {"string": tf.string, "float32": tf.float32}
 _LISTED = 20  # bad instances named in one message
@@ -81,9 +82,11 @@ class ServingGraph(tf.Module):
 
     def serve_tensors(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """The model's own input tensors (:meth:`tensor_signature`) → outputs."""
-        probability = tf.reshape(self.model(inputs, training=False), (-1,))
-        above = tf.cast(probability, tf.float64) >= tf.constant(self.spec.threshold, tf.float64)
-        return {"probability": probability, "label": tf.cast(above, tf.int64)}
+        probability = recalibrated(
+            tf.cast(tf.reshape(self.model(inputs, training=False), (-1,)), tf.float64), self.spec.recalibration
+        )
+        above = probability >= tf.constant(self.spec.threshold, tf.float64)
+        return {"probability": tf.cast(probability, tf.float32), "label": tf.cast(above, tf.int64)}
 
     def images(self, encoded: tf.Tensor) -> tf.Tensor:
         """(batch,) encoded images → (batch, size, size, 3) normalised for the backbone.
@@ -193,6 +196,37 @@ class ServingGraph(tf.Module):
         if self.spec.case_insensitive(name):  # as the manifest reads them: stripped, any case
             key = tf.strings.lower(tf.strings.strip(value), encoding="utf-8")
         return self.tables[name].lookup(key)
+
+
+def recalibrated(probability: tf.Tensor, recalibration: dict | None) -> tf.Tensor:
+    """The run's recalibration (``osteo calibrate``) in core TF ops, as ``Recalibration.apply`` computes it.
+
+    Args:
+        probability: (batch,) float64 model outputs in [0, 1].
+        recalibration: ``Recalibration.to_dict()`` or None (returned unchanged).
+
+    Returns:
+        (batch,) float64 recalibrated probabilities.
+    """
+    if recalibration is None:
+        return probability
+    method, parameters = recalibration["method"], recalibration["parameters"]
+    if method in ("logistic", "temperature"):
+        p = tf.clip_by_value(probability, PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP)
+        z = tf.math.log(p) - tf.math.log1p(-p)
+        if method == "logistic":
+            z = parameters["intercept"] + parameters["slope"] * z
+        else:
+            z = z / parameters["temperature"]
+        return tf.sigmoid(z)
+    x = tf.constant(parameters["x"], tf.float64)
+    y = tf.constant(parameters["y"], tf.float64)
+    if len(parameters["x"]) == 1:
+        return tf.fill(tf.shape(probability), y[0])
+    upper = tf.clip_by_value(tf.searchsorted(x, probability, side="right"), 1, len(parameters["x"]) - 1)
+    x0, x1, y0, y1 = (tf.gather(v, i) for v, i in ((x, upper - 1), (x, upper), (y, upper - 1), (y, upper)))
+    inside = y0 + (probability - x0) / (x1 - x0) * (y1 - y0)  # np.interp: linear between knots,
+    return tf.where(probability <= x[0], y[0], tf.where(probability >= x[-1], y[-1], inside))  # flat outside
 
 
 def _lookup_table(codes: dict[str, str], categories: list[str]) -> tf.lookup.StaticHashTable:

@@ -46,6 +46,8 @@ class ServingSpec:
     encoder: :meth:`osteo_tf.data.covariates.CovariateEncoder.to_dict` of the run (None without covariates).
     sex_codes: lower-case code → ``"F"``/``"M"`` as the training manifest read them.
     intensity: the run's per-image intensity normalisation (``"minmax"``, ``"percentile:1,99"``).
+    recalibration: :meth:`osteo_tf.evaluation.calibration.Recalibration.to_dict` of the run's
+        ``osteo calibrate`` (None: the model's own probability is served).
     """
 
     backbone: str
@@ -55,6 +57,7 @@ class ServingSpec:
     encoder: dict | None = None
     sex_codes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEX_CODES))
     intensity: str = "minmax"
+    recalibration: dict | None = None
 
     @classmethod
     def from_run(cls, run: str | Path) -> "ServingSpec":
@@ -80,6 +83,7 @@ class ServingSpec:
             encoder=encoder,
             sex_codes=codes,
             intensity=str(train.get("intensity", "minmax")),
+            recalibration=read_json(run_dir.calibration)["recalibration"] if run_dir.calibration.is_file() else None,
         )
         spec.check()
         return spec

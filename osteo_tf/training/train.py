@@ -31,6 +31,7 @@ from osteo_tf.data.manifest import ManifestConfig
 from osteo_tf.data.pipeline import make_dataset
 from osteo_tf.data.splits import SOURCE_ATTR, check_split_classes, random_split, require_both_classes, splits_table
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.evaluation.bootstrap import with_intervals
 from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
 from osteo_tf.io import atomic_path, write_csv, write_json
 from osteo_tf.models import build_model, inference_model
@@ -160,12 +161,14 @@ def aux_targets(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def score_splits(model, cohort, encoded, splits, config, run: RunDir) -> dict:
-    """Predicts val and test, writes predictions.csv, metrics.json and roc.png; returns metrics."""
+    """Predicts val and test, writes predictions.csv, metrics.json (with bootstrap CIs) and roc.png; returns metrics."""
     tables, metrics = [], {}
     for name in ("val", "test"):
         rows = cohort.iloc[splits[name]]
         probability = predict_rows(model, rows, None if encoded is None else encoded[splits[name]], config)
-        metrics[name] = binary_metrics(rows["label"].to_numpy(), probability, config.threshold)
+        labels, patients = rows["label"].to_numpy(), rows["patient_id"].to_numpy()
+        point = binary_metrics(labels, probability, config.threshold)
+        metrics[name] = with_intervals(point, labels, probability, groups=patients, seed=config.seed)
         tables.append(
             pd.DataFrame(
                 {

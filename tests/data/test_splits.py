@@ -10,6 +10,9 @@ from osteo_tf.data.splits import (
     kfold_split,
     kfold_splits,
     random_split,
+    site_names,
+    site_split,
+    site_splits,
     splits_from_table,
     splits_table,
 )
@@ -174,3 +177,99 @@ def test_a_random_split_leaving_the_test_part_one_class_is_refused():
     )
     with pytest.raises(OsteoInputError, match="part.* of the split 8:1:1 .*one class only"):
         random_split(table, seed=0)
+
+
+# --------------------------------------------------------------------------- leave one site out
+
+
+def site_cohort(sizes=(("Kyoto", 40), ("Osaka", 30), ("Nagoya", 25), ("Sapporo", 20)), images_per_patient=2, seed=0):
+    """Patients at sites (each patient at one site, two images each), with manifest line numbers."""
+    rng = np.random.default_rng(seed)
+    rows, patient = [], 0
+    for site, patients in sizes:
+        labels = rng.permutation(np.arange(patients) % 2)  # half of each site's patients are osteoporotic
+        for p in range(patients):
+            rows += [(f"/x/{patient}_{i}.png", f"P{patient}", int(labels[p]), site) for i in range(images_per_patient)]
+            patient += 1
+    table = pd.DataFrame(rows, columns=["image", "patient_id", "label", "site"])
+    return table.assign(line=np.arange(2, len(table) + 2))
+
+
+def test_every_site_is_the_test_set_exactly_once():
+    table = site_cohort()
+    splits = site_splits(table, seed=3)
+    assert list(splits) == ["Kyoto", "Nagoya", "Osaka", "Sapporo"] == list(site_names(table))  # folds: sorted sites
+    tests = np.concatenate([s["test"] for s in splits.values()])
+    assert sorted(tests.tolist()) == list(range(len(table)))  # the test parts partition the rows
+    sites = table["site"].to_numpy()
+    for site, split in splits.items():
+        assert set(sites[split["test"]]) == {site} and (sites == site).sum() == len(split["test"])
+        assert site not in set(sites[split["train"]]) | set(sites[split["val"]])
+        assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(len(table)))
+        assert_disjoint_patients(table, split)
+        rest = len(split["train"]) + len(split["val"])
+        assert len(split["val"]) == pytest.approx(rest / 9, abs=4)  # val_ratio (8, 1), per label, by patient
+        assert set(table["label"].to_numpy()[split["val"]]) == {0, 1}
+
+
+def test_site_splits_are_seeded_and_the_test_parts_stay():
+    table = site_cohort()
+    a, b = site_splits(table, seed=1, repeat=2), site_splits(table, seed=1, repeat=2)
+    assert all(np.array_equal(a[s][k], b[s][k]) for s in a for k in a[s])
+    for other in (site_splits(table, seed=2, repeat=2), site_splits(table, seed=1, repeat=3)):
+        assert all(np.array_equal(a[s]["test"], other[s]["test"]) for s in a)
+        assert any(not np.array_equal(a[s]["val"], other[s]["val"]) for s in a)
+    one = site_split(table, "Osaka", seed=1, repeat=2)
+    assert all(np.array_equal(one[k], a["Osaka"][k]) for k in one)
+    # the fold (which seeds the train/val draw) is the site's place in `sites`
+    pinned = site_splits(table, seed=1, repeat=2, sites=("Kyoto", "Nagoya", "Osaka", "Sapporo"))
+    assert all(np.array_equal(a[s]["val"], pinned[s]["val"]) for s in a)
+    assert np.array_equal(site_split(table, "Kyoto", "site", seed=0)["val"], site_splits(table)["Kyoto"]["val"])
+
+
+def test_site_names_are_stripped_and_another_column_can_hold_them():
+    table = site_cohort().rename(columns={"site": "hospital"})
+    table["hospital"] = table["hospital"].map(lambda s: f" {s} ")
+    assert site_names(table, "hospital") == ("Kyoto", "Nagoya", "Osaka", "Sapporo")
+    assert set(site_splits(table, "hospital")) == {"Kyoto", "Nagoya", "Osaka", "Sapporo"}
+
+
+def test_site_split_refusals_name_the_column_line_patient_and_sites():
+    table = site_cohort()
+    table.attrs["osteo_source"] = "manifest /data/cohort.csv"
+    with pytest.raises(OsteoInputError, match="manifest /data/cohort.csv has no column 'hospital'") as error:
+        site_splits(table, "hospital")
+    assert error.value.parameter == "column"
+    empty = table.copy()
+    empty.loc[[3, 7], "site"] = ["", "  "]
+    with pytest.raises(
+        OsteoInputError, match="^manifest /data/cohort.csv, lines 5, 9, column 'site': the site is empty"
+    ):
+        site_splits(empty)
+    empty.loc[7, "site"] = None
+    with pytest.raises(OsteoInputError, match="lines 5, 9, column 'site'"):  # a missing cell is empty too
+        site_names(empty)
+    moved = table.copy()
+    moved.loc[1, "site"] = "Osaka"  # P0's second image (line 3) at another site than its first (line 2)
+    with pytest.raises(
+        OsteoInputError, match=r"patient 'P0' appears at sites 'Kyoto' \(line 2\) and 'Osaka' \(line 3\)"
+    ):
+        site_splits(moved)
+    with pytest.raises(OsteoInputError, match="column 'site': 1 site \\('Kyoto'\\); .* needs at least 2 sites"):
+        site_splits(site_cohort(sizes=(("Kyoto", 40),)))
+    with pytest.raises(OsteoInputError, match="site 'Kobe' is not one of the split's sites"):
+        site_split(table, "Kobe")
+    with pytest.raises(OsteoInputError, match="site 'Kobe' has no rows in manifest /data/cohort.csv"):
+        site_split(table, "Kobe", sites=("Kobe", "Kyoto"))
+    with pytest.raises(OsteoInputError, match="val_ratio of two positive numbers"):
+        site_split(table, "Kyoto", val_ratio=(8, 0))
+
+
+def test_a_site_split_leaving_a_part_one_class_is_refused():
+    table = site_cohort()
+    table.loc[table["site"] == "Sapporo", "label"] = 1
+    with pytest.raises(OsteoInputError, match=r"the test part of the split repeat 0, test site 'Sapporo' \(fold 3\)"):
+        site_splits(table)
+    tiny = site_cohort(sizes=(("Kyoto", 40), ("Osaka", 2)))
+    with pytest.raises(OsteoInputError, match="the training sites of test site 'Kyoto' has 1 patient"):
+        site_split(tiny, "Kyoto")

@@ -1,7 +1,10 @@
 """Experiment configs: the shipped ones load, and every mistake is a clear error naming the key."""
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -228,3 +231,190 @@ def test_embedded_manifest_config_min_image_size_keeps_the_hash_at_its_default()
     smaller = parse_experiment(config_with(cohort={**PHANTOM, "manifest_config": {"min_image_size": 16}}))
     assert default.hash() == plain.hash() != smaller.hash()
     assert smaller.manifest_config["min_image_size"] == 16 and "min_image_size" not in plain.manifest_config
+
+
+# --------------------------------------------------------------------------- leave one site out
+
+SITES = {"Osaka": 12, "Kyoto": 16, "Nagoya": 10}  # patients per site, listed out of order
+
+
+def site_manifest(folder, *, header="image,patient_id,age,sex,bmi,t_score,site", edit=None):
+    """A raw manifest (its images need not exist: a config reads the header and the site cells only)."""
+    lines, patient = [header], 0
+    for site, patients in SITES.items():
+        for p in range(patients):
+            score = -3.0 if p % 2 else -1.0
+            lines += [f"img/{patient}_{i}.png,P{patient},70,F,22,{score},{site}" for i in range(2)]
+            patient += 1
+    if edit:
+        lines = edit(lines)
+    path = folder / "cohort.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def site_config(folder, split=None, **changes):
+    manifest = site_manifest(folder)
+    return config_with(
+        cohort={"manifest": str(manifest)},
+        split=split or {"kind": "site", "val_ratio": 0.1},
+        modes=["image_only", "ensemble", "covariates_only"],
+        **changes,
+    )
+
+
+def test_a_site_split_plans_one_fit_per_site_backbone_and_mode(tmp_path):
+    config = parse_experiment(site_config(tmp_path, backbones=["resnet18", "resnet50"]))
+    assert config.split.sites == ("Kyoto", "Nagoya", "Osaka") and config.split.n_folds == 3
+    assert config.split.val_ratio == (0.9, 0.1) and config.split.column == "site"
+    fits = plan(config)
+    assert len(fits) == 3 * (2 * 2 + 1)  # sites × (backbones × image modes + covariates_only)
+    assert {(f.fold, f.site) for f in fits} == {(0, "Kyoto"), (1, "Nagoya"), (2, "Osaka")}
+    assert [f.fit_id for f in fits if f.site == "Nagoya"] == [
+        "resnet18__image_only__r00__f01",
+        "resnet18__ensemble__r00__f01",
+        "resnet50__image_only__r00__f01",
+        "resnet50__ensemble__r00__f01",
+        "none__covariates_only__r00__f01",
+    ]
+    assert len({f.seed for f in fits}) == 3  # one seed per site, shared by its fits
+    repeated = parse_experiment(site_config(tmp_path, split={"kind": "site", "repeats": 2, "val_ratio": [8, 1]}))
+    assert len(plan(repeated)) == 2 * 3 * 3 and repeated.split.val_ratio == (8, 1)
+
+
+def test_site_folds_partition_the_cohort_without_a_patient_in_two_parts(tmp_path):
+    from osteo_tf.experiments.fits import fit_splits
+
+    config = parse_experiment(site_config(tmp_path))
+    rows = [
+        (f"/x/{patient}_{i}.png", f"P{patient}", p % 2, site)
+        for patient, (site, p) in enumerate((s, p) for s, n in SITES.items() for p in range(n))
+        for i in range(2)
+    ]
+    cohort = pd.DataFrame(rows, columns=["image", "patient_id", "label", "site"])
+    tested = []
+    for fit in [f for f in plan(config) if f.mode == "image_only"]:
+        split = fit_splits(config, cohort, fit)
+        assert set(cohort["site"].iloc[split["test"]]) == {fit.site}
+        assert fit.site not in set(cohort["site"].iloc[np.concatenate([split["train"], split["val"]])])
+        patients = {k: set(cohort["patient_id"].iloc[v]) for k, v in split.items()}
+        assert not (patients["train"] & patients["val"] or patients["train"] & patients["test"])
+        assert not patients["val"] & patients["test"]
+        again = fit_splits(config, cohort, fit)
+        assert all(np.array_equal(split[k], again[k]) for k in split)  # seeded: the same split every time
+        tested += split["test"].tolist()
+    assert sorted(tested) == list(range(len(cohort)))  # every site is the test set exactly once
+
+
+def test_the_sites_are_part_of_the_resolved_config_and_its_hash(tmp_path):
+    config = parse_experiment(site_config(tmp_path))
+    assert config.to_dict()["split"] == {
+        "kind": "site",
+        "column": "site",
+        "val_ratio": [0.9, 0.1],
+        "repeats": 1,
+        "sites": ["Kyoto", "Nagoya", "Osaka"],
+    }
+    again = parse_experiment(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert again == config and again.hash() == config.hash()
+    # the manifest gains a site: the resolved config (experiment.yaml) keeps its sites as given, so
+    # the runner sees another hash for the config that reads the sites again
+    site_manifest(tmp_path, edit=lambda lines: lines + ["img/x.png,PX,70,F,22,-3.0,Sendai"])
+    assert parse_experiment(yaml.safe_load(yaml.safe_dump(config.to_dict()))).hash() == config.hash()
+    grown = parse_experiment(yaml.safe_load(yaml.safe_dump({**config.to_dict(), "split": {"kind": "site"}})))
+    assert grown.split.sites == ("Kyoto", "Nagoya", "Osaka", "Sendai") and grown.hash() != config.hash()
+
+
+def test_a_site_config_without_a_cohort_gets_its_sites_with_the_manifest(tmp_path):
+    manifest = site_manifest(tmp_path)
+    bare = parse_experiment(config_with(cohort=None, split={"kind": "site", "column": "site"}))
+    assert bare.split.sites == () and "sites" not in bare.to_dict()["split"]
+    with pytest.raises(OsteoInputError, match="its folds are the sites of the cohort's manifest.*--manifest"):
+        plan(bare)
+    given = bare.with_manifest(manifest)
+    assert given.split.sites == ("Kyoto", "Nagoya", "Osaka") and len(plan(given)) == 3 * 2
+
+
+def test_other_split_kinds_plan_and_resolve_as_before():
+    kfold, random = parse_experiment(VALID), parse_experiment(config_with(split={"kind": "random", "repeats": 2}))
+    assert kfold.split.to_dict() == {"kind": "kfold", "folds": 5, "repeats": 2, "val_ratio": [8.0, 1.0]}
+    assert random.split.to_dict() == {"kind": "random", "ratios": [8.0, 1.0, 1.0], "repeats": 2}
+    assert all(f.site is None for f in plan(kfold) + plan(random))
+    assert len(plan(kfold)) == 2 * 5 * 2 and len(plan(random)) == 2 * 2
+
+
+def test_only_a_site_fit_records_its_site(tmp_path):
+    from osteo_tf.experiments.fits import make_record
+
+    def record(config, fit):
+        run = tmp_path / "runs" / fit.fit_id
+        run.mkdir(parents=True, exist_ok=True)
+        metrics = {"auc": 0.5}
+        (run / "metrics.json").write_text(json.dumps({"val": metrics, "test": metrics}))
+        (run / "COMPLETE").write_text(json.dumps({"seconds": 1.0}))
+        pd.DataFrame({"epoch": [1], "val_loss": [0.7]}).to_csv(run / "history.csv", index=False)
+        pd.DataFrame(
+            {"image": ["a.png"], "patient_id": ["P1"], "label": [1], "probability": [0.6], "split": ["test"]}
+        ).to_csv(run / "predictions.csv", index=False)
+        return make_record(config, tmp_path, fit)
+
+    kfold = parse_experiment(VALID)
+    plain = record(kfold, plan(kfold)[0])
+    assert "site" not in plain and list(plain)[list(plain).index("fold") + 1] == "seed"
+    site = parse_experiment(site_config(tmp_path))
+    fit = [f for f in plan(site) if f.fold == 2][0]
+    recorded = record(site, fit)
+    assert recorded["site"] == "Osaka" and recorded["fold"] == 2
+    assert list(recorded)[list(recorded).index("fold") + 1] == "site"
+
+
+@pytest.mark.parametrize(
+    "split, changes, edit, message",
+    [
+        (
+            {"kind": "site", "val_ratio": 1.5},
+            {},
+            None,
+            r"split.val_ratio must be a fraction in \(0, 1\) or a list of 2",
+        ),
+        ({"kind": "site", "val_ratio": [8, 0]}, {}, None, r"split.val_ratio must be a fraction in \(0, 1\)"),
+        ({"kind": "site", "column": ""}, {}, None, "split.column must be the name of the manifest's site column"),
+        ({"kind": "site", "sites": ["Kyoto"]}, {}, None, "split.sites must list at least 2 distinct site names"),
+        ({"kind": "site", "folds": 3}, {}, None, r"unknown key\(s\) \['folds'\] in 'split'"),
+        ({"kind": "site", "column": "hospital"}, {}, None, r"x.yaml: manifest .*cohort.csv has no column 'hospital'"),
+        (
+            {"kind": "site"},
+            {"covariates": ["age", "site"]},
+            None,
+            "the site column 'site' of split kind site is also in 'covariates'",
+        ),
+        (
+            {"kind": "site"},
+            {},
+            lambda lines: lines[:5] + [lines[5].rsplit(",", 1)[0] + ","] + lines[6:],
+            r"x.yaml: manifest .*cohort.csv, line 6, column 'site': the site is empty",
+        ),
+        (
+            {"kind": "site"},
+            {},
+            lambda lines: lines[:2] + [lines[2].replace("Osaka", "Kyoto")] + lines[3:],
+            r"patient 'P0' appears at sites 'Kyoto' \(line 3\) and 'Osaka' \(line 2\)",
+        ),
+        (
+            {"kind": "site"},
+            {},
+            lambda lines: [line.replace("Kyoto", "Osaka").replace("Nagoya", "Osaka") for line in lines],
+            r"column 'site': 1 site \('Osaka'\); a leave-one-site-out split needs at least 2 sites",
+        ),
+    ],
+)
+def test_site_split_mistakes_are_clear_errors(tmp_path, split, changes, edit, message):
+    values = site_config(tmp_path, split=split, **changes)
+    site_manifest(tmp_path, edit=edit)
+    with pytest.raises(OsteoInputError, match=message):
+        parse_experiment(values, source="x.yaml")
+
+
+def test_a_phantom_has_no_sites():
+    with pytest.raises(OsteoInputError, match="split kind site needs a manifest.*the hip phantom has no sites"):
+        parse_experiment(config_with(split={"kind": "site"}), source="x.yaml")

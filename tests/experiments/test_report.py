@@ -87,6 +87,9 @@ def test_cv_report_writes_every_table_and_figure(cv_folder):
     report = cv_folder / "report"
     for name in (
         "report.md",
+        "report.html",
+        "pooled_metrics.csv",
+        "calibration.csv",
         "summary.csv",
         "comparison.csv",
         "units.csv",
@@ -99,7 +102,13 @@ def test_cv_report_writes_every_table_and_figure(cv_folder):
         assert (report / name).is_file(), name
     assert not (report / "delong.csv").exists()
     figures = sorted(p.name for p in (report / "figures").iterdir())
-    assert figures == ["effect_sizes.png", "roc_efficientnet_b0.png", "roc_googlenet.png", "roc_resnet18.png"]
+    backbones = ("efficientnet_b0", "googlenet", "resnet18")
+    assert figures == sorted(
+        ["effect_sizes.png"]
+        + [f"{kind}_{b}.png" for kind in ("decision_curve", "reliability", "roc") for b in backbones]
+    )
+    page = (report / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(figures) and 'id="checklist"' in page
     assert all(_valid_png(report / "figures" / name) for name in figures)
     summary = pd.read_csv(report / "summary.csv")
     assert set(summary["mode"]) == {"image_only", "ensemble", "covariates_only"}
@@ -219,3 +228,36 @@ def test_bad_record_is_named(tmp_path):
     assert set(METRIC_NAMES) <= set(
         load_results(fabricate(tmp_path / "ok", repeats=3, folds=2, n=40, effects={"resnet18": 2.5})).columns
     )
+
+
+def test_leave_one_site_out_experiment_reports_each_held_out_site(tmp_path, phantom_cohort):
+    """Real covariates-only fits on a phantom given three sites: report.html has the site table and subgroups."""
+    from osteo_tf.experiments.config import parse_experiment
+    from osteo_tf.experiments.runner import run_experiment
+
+    source = phantom_cohort("hip", 90)
+    table = pd.read_csv(source)
+    table["site"] = np.array(["Osaka", "Kyoto", "Nagoya"])[np.arange(len(table)) % 3]
+    table["image"] = [str(source.parent / p) for p in table["image"]]
+    manifest = tmp_path / "sites.csv"
+    table.to_csv(manifest, index=False)
+    config = parse_experiment(
+        {
+            "name": "sites",
+            "cohort": {"manifest": str(manifest)},
+            "backbones": ["resnet18"],
+            "modes": ["covariates_only"],
+            "covariates": "hip",
+            "split": {"kind": "site", "val_ratio": 0.15},
+            "train": {"epochs": 2, "batch_size": 16, "image_size": 32},
+        }
+    )
+    out = tmp_path / "experiment"
+    run_experiment(config, out)
+    assert main(["report", str(out), "--subgroups", "site"]) == 0
+    sites = pd.read_csv(out / "report" / "sites.csv")
+    assert sorted(sites["site"]) == ["Kyoto", "Nagoya", "Osaka"] and set(sites["n"]) == {30}
+    subgroups = pd.read_csv(out / "report" / "subgroups.csv")
+    assert set(subgroups.loc[subgroups["subgroup"] == "site", "level"]) == {"Kyoto", "Nagoya", "Osaka"}
+    page = (out / "report" / "report.html").read_text()
+    assert "Leave-one-site-out" in page and 'id="subgroups"' in page and 'id="cohort"' in page

@@ -126,3 +126,33 @@ def test_the_runs_intensity_normalisation_is_used(tmp_path):
         load_image(str(tmp_path / "x.png"), None, 32, intensity="percentile:1,99"), get_backbone_spec("resnet18")
     )
     np.testing.assert_array_equal(served, trained)
+
+
+@pytest.mark.parametrize("method", ["logistic", "temperature", "isotonic"])
+def test_serving_recalibration_equals_numpy_apply(method):
+    from osteo_tf.evaluation.calibration import fit_recalibration
+    from osteo_tf.serving.signature import recalibrated
+
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 400)
+    raw = 1 / (1 + np.exp(-(3 * (label - 0.5) + rng.normal(0, 1.5, 400))))  # over-confident
+    recalibration = fit_recalibration(label, raw, method)
+    probe = np.concatenate([[0.0, 1.0, 1e-9, 0.5], rng.uniform(0, 1, 200), raw[:50]])
+    if method == "isotonic":
+        probe = np.concatenate([probe, recalibration.parameters["x"]])  # exactly on the knots
+    served = recalibrated(tf.constant(probe, tf.float64), recalibration.to_dict()).numpy()
+    np.testing.assert_allclose(served, recalibration.apply(probe), rtol=0, atol=1e-12)
+
+
+def test_serve_tensors_outputs_the_recalibrated_probability_and_label():
+    from osteo_tf.evaluation.calibration import Recalibration
+
+    recalibration = Recalibration("logistic", {"intercept": -0.4, "slope": 0.5})
+    spec = ServingSpec("resnet18", "image_only", 32, 0.45, recalibration=recalibration.to_dict())
+    model = build_model("resnet18", "image_only", 32)
+    image = tf.random.stateless_uniform((3, 32, 32, 3), (1, 2))
+    raw = model({"image": image}, training=False).numpy().reshape(-1)
+    out = ServingGraph(model, spec).serve_tensors({"image": image})
+    expected = recalibration.apply(raw)
+    np.testing.assert_allclose(out["probability"].numpy(), expected, atol=1e-6)
+    assert out["label"].numpy().tolist() == (expected >= 0.45).astype(int).tolist()
