@@ -164,7 +164,8 @@ def format_threshold(run: str | Path, record: dict) -> list[str]:
         f"{run}: threshold {record['threshold']:.6g} ({record['target']}, chosen on the validation split; "
         f"recorded in threshold.json)"
     ]
-    return lines + [f"  {split:5} {metrics_line(record[split])}" for split in ("val", "test") if record[split]]
+    lines += [f"  {split:5} {metrics_line(record[split])}" for split in ("val", "test") if record[split]]
+    return lines + [f"every metric with its 95 % CI at thresholds 0.05 … 0.95: {Path(run) / 'threshold_table.csv'}"]
 
 
 def roc_curve_data(y_true, y_score) -> dict[str, list[float]]:

@@ -83,7 +83,8 @@ def write_failures(run: str | Path, out: str | Path | None = None, *, per_kind: 
 
     Writes into ``out`` (default ``RUN/failures/``): ``failures.csv`` (:func:`failure_cases` plus a
     ``figure`` column), and for an image model one Grad-CAM figure per case under ``gradcam/``
-    and ``failures.png`` (false positives — label 0 — beside false negatives — label 1).
+    and ``failures.png`` (the Grad-CAM grid: false negatives — true osteoporosis — on the left,
+    false positives on the right).
 
     Args:
         run: a complete run folder.
