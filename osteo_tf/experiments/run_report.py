@@ -37,7 +37,12 @@ from osteo_tf.data.manifest import ManifestConfig
 from osteo_tf.data.splits import splits_from_table
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.bootstrap import with_intervals
-from osteo_tf.evaluation.calibration import calibration_metrics, plot_reliability, reliability_data
+from osteo_tf.evaluation.calibration import (
+    CALIBRATION_METRICS,
+    calibration_metrics,
+    plot_reliability,
+    reliability_data,
+)
 from osteo_tf.evaluation.cohort import split_table
 from osteo_tf.evaluation.decision import write_decision_curve
 from osteo_tf.evaluation.metrics import METRIC_NAMES, binary_metrics, ci_text, plot_roc
@@ -48,7 +53,7 @@ from osteo_tf.evaluation.threshold import run_threshold, split_predictions, thre
 from osteo_tf.experiments.checklist import checklist_table
 from osteo_tf.experiments.html import Page
 from osteo_tf.explain.failures import write_failures
-from osteo_tf.io import write_csv
+from osteo_tf.io import read_json, write_csv
 from osteo_tf.runs.cohort import load_cohort
 from osteo_tf.runs.config import TrainConfig
 from osteo_tf.runs.run_dir import RunDir
@@ -253,15 +258,7 @@ def _calibration(page: Page, splits: dict, run_dir: RunDir, out: Path) -> None:
     columns = [
         "split",
         "probability",
-        "intercept",
-        "intercept_ci_low",
-        "intercept_ci_high",
-        "slope",
-        "slope_ci_low",
-        "slope_ci_high",
-        "brier",
-        "scaled_brier",
-        "ece",
+        *(k for k in CALIBRATION_METRICS if k not in ("prevalence", "mean_predicted")),
         "n",
     ]
     page.table(table[[c for c in columns if c in table]])
@@ -404,8 +401,6 @@ def _sample_size(page: Page, splits: dict, cohort, run_dir: RunDir, config: Trai
 
 def _predictor_parameters(run_dir: RunDir, config: TrainConfig) -> int:
     """The covariate model's candidate parameters (its encoded features); 0 for an image-only model."""
-    from osteo_tf.io import read_json
-
     if not run_dir.encoder.is_file():
         return 0
     return len(read_json(run_dir.encoder).get("feature_names", []))
