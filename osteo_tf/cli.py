@@ -188,6 +188,11 @@ def cmd_report(args: argparse.Namespace) -> None:
     if (args.dir is None) == (args.run is None):
         raise OsteoInputError("give an experiment folder (osteo report DIR) or a run folder (--run RUN), not both")
     if args.run is not None:
+        if args.external or args.paired:
+            raise OsteoInputError(
+                "--external and --paired are options of an experiment report (osteo report DIR); for one run, "
+                "score another cohort with osteo evaluate --run RUN --manifest CSV"
+            )
         _quiet_tensorflow()
         from osteo_tf.experiments.run_report import make_run_report
 

@@ -110,3 +110,5 @@ def test_report_refuses_an_unknown_subgroup_column_before_any_work(runs, capsys)
     assert main(["report", "--run", str(runs["image_only"]), "--subgroups", "scanner"]) == 2
     assert "no column 'scanner'" in capsys.readouterr().err
     assert main(["report"]) == 2
+    assert main(["report", "--run", str(runs["image_only"]), "--paired"]) == 2
+    assert "options of an experiment report" in capsys.readouterr().err
