@@ -367,3 +367,29 @@ def test_predict_local_and_via_rest_write_the_same_csv(exported, serve, tmp_path
         "sex",
         "hip_fracture_history",
     }
+
+
+def test_a_recalibrated_run_exports_and_predicts_its_recalibrated_probability(exported, tmp_path):
+    """osteo calibrate → export → osteo predict gives what osteo evaluate reports (the recalibrated scale)."""
+    import shutil
+    from pathlib import Path
+
+    from osteo_tf.evaluation.evaluate import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(exported["run"].path, run)
+    assert main(["calibrate", "--run", str(run), "--method", "isotonic"]) == 0
+    evaluate(run)
+    reported = pd.read_csv(run / "evaluation_test_predictions.csv")
+    reported = reported.set_index(reported["image"].map(lambda p: Path(p).name))["probability"]
+    assert main(["export", "--run", str(run), "--root", str(tmp_path / "models"), "--version", "1"]) == 0
+    card = json.loads((tmp_path / "models" / "osteo" / "1" / "assets" / "model_card.json").read_text())
+    assert card["recalibration"]["method"] == "isotonic" and card["recalibration"]["fitted_on"] == "val"
+    out = tmp_path / "predicted.csv"
+    model = str(tmp_path / "models" / "osteo" / "1")
+    assert main(["predict", "--model", model, "--manifest", str(exported["manifest"]), "--out", str(out)]) == 0
+    predicted = pd.read_csv(out)
+    predicted = predicted.set_index(predicted["image"].map(lambda p: Path(p).name)).loc[reported.index]
+    np.testing.assert_allclose(predicted["probability"], reported.to_numpy(), atol=2e-5)
+    threshold = json.loads((run / "threshold.json").read_text())["threshold"]
+    assert predicted["label"].tolist() == (reported.to_numpy() >= threshold).astype(int).tolist()
