@@ -239,6 +239,10 @@ dataset = pipeline.make_dataset(cohort, None, image_size={size},
                                 cache="disk", cache_file=sys.argv[2])
 iterator = iter(dataset)
 next(iterator)  # the first epoch has written two images to the cache; the third never comes
+import glob, time
+deadline = time.time() + 120  # tf.data's cache writer runs in its own thread: on a loaded machine it lags
+while not glob.glob(sys.argv[2] + "*.lockfile") and time.time() < deadline:
+    time.sleep(0.05)
 os._exit(0)  # killed: no destructor cleans up
 """
 
