@@ -142,14 +142,14 @@ def _groups(groups, n: int) -> np.ndarray:
     return groups.astype(str)
 
 
-def _interval(resampled: _Resampled, n_resamples: int, confidence: float, method: str, seed: int) -> np.ndarray:
-    """(len(METRIC_NAMES), 2) bootstrap bounds; NaN where undefined."""
-    data = (np.arange(resampled.n_groups),)
+def _interval(statistic, n_groups: int, n_resamples: int, confidence: float, method: str, seed: int) -> np.ndarray:
+    """(len(METRIC_NAMES), 2) bootstrap bounds of ``statistic`` over ``n_groups`` patients; NaN where undefined."""
+    data = (np.arange(n_groups),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SciPy's DegenerateDataWarning: reported as None below
         result = st.bootstrap(
             data,
-            resampled,
+            statistic,
             n_resamples=int(n_resamples),
             vectorized=True,
             confidence_level=confidence,
@@ -194,7 +194,7 @@ def bootstrap_metrics(
     y_score = np.asarray(y_score, dtype=np.float64).reshape(-1)
     binary_metrics(y_true, y_score, threshold)  # the same input checks and messages
     resampled = _Resampled(y_true, y_score, _groups(groups, y_true.size), threshold)
-    bounds = _interval(resampled, n_resamples, confidence, method, seed)
+    bounds = _interval(resampled, resampled.n_groups, n_resamples, confidence, method, seed)
     return {name: _pair(bounds[i]) for i, name in enumerate(METRIC_NAMES)}
 
 
@@ -301,8 +301,7 @@ def compare_predictions(
     def difference(drawn, axis=-1):
         return stat_a(drawn, axis) - stat_b(drawn, axis)
 
-    difference.n_groups = stat_a.n_groups
-    bounds = _interval(difference, n_resamples, confidence, "percentile", seed)
+    bounds = _interval(difference, stat_a.n_groups, n_resamples, confidence, "percentile", seed)
     right_a, right_b = (a >= thresholds[0]) == y_true, (b >= thresholds[1]) == y_true
     table = np.array([[np.sum(right_a & right_b), np.sum(right_a & ~right_b)], [np.sum(~right_a & right_b), 0]])
     table[1, 1] = np.sum(~right_a & ~right_b)
