@@ -70,6 +70,7 @@ __all__ = [
     "PNG_SIGNATURE",
     "augment",
     "cache_key",
+    "cached_elements",
     "check_cache",
     "decode_gray",
     "epoch_seed",
@@ -226,7 +227,7 @@ def cache_key(cohort: pd.DataFrame, image_size: int, intensity: str | Intensity 
     return digest.hexdigest()[:16]
 
 
-def prepare_disk_cache(cache_file: str | Path, key: str) -> str:
+def prepare_disk_cache(cache_file: str | Path, key: str, *, elements: int | None = None) -> str:
     """The tf.data cache filename ``<cache_file>-<key>``, after removing what a killed run left.
 
     tf.data writes a cache ``F`` as ``F_0.data-*`` / ``F_0.index`` plus a lockfile
@@ -236,12 +237,27 @@ def prepare_disk_cache(cache_file: str | Path, key: str) -> str:
     complete cache (``F.index`` and no lockfile) of the same ``key`` is kept and read back;
     every other file of this prefix — partial shards, lockfiles, caches of other keys — is
     deleted. One process per cache file (a run folder is trained by one process at a time).
+
+    tf.data also merges the partial files into a "complete" ``F.index`` when the input fails
+    during the first epoch (e.g. an unreadable image; seen with TF 2.21: 2 of 6 elements,
+    no lockfile). So with ``elements`` a cache is complete only if its index holds exactly
+    that many elements; a short one is deleted and written again, never read back.
+
+    Args:
+        cache_file: the cache's path prefix, e.g. ``run/cache/train``.
+        key: :func:`cache_key` of the rows the cache holds.
+        elements: how many elements (images) a complete cache holds; None skips the count.
+
+    Returns:
+        The filename to pass to ``tf.data.Dataset.cache``.
     """
     prefix = Path(cache_file)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     name = f"{prefix.name}-{key}"
     target = prefix.parent / name
     complete = (prefix.parent / f"{name}.index").is_file() and not glob.glob(glob.escape(str(target)) + "*.lockfile")
+    if complete and elements is not None:
+        complete = cached_elements(target) == elements
     for path in glob.glob(glob.escape(str(prefix)) + "-*"):
         base = os.path.basename(path)
         if complete and (base == f"{name}.index" or base.startswith(f"{name}.data-")):
@@ -253,6 +269,19 @@ def prepare_disk_cache(cache_file: str | Path, key: str) -> str:
         else:
             os.remove(path)
     return str(target)
+
+
+def cached_elements(filename: str | Path) -> int | None:
+    """How many elements the tf.data cache ``filename`` (its ``.index``) holds, None if unreadable.
+
+    The cache is a tensor bundle whose keys are ``<element>_<component>`` (e.g. ``"     1_0"``);
+    only the index is read, not the data.
+    """
+    try:
+        keys = [name for name, _ in tf.train.list_variables(str(filename))]
+    except (tf.errors.OpError, ValueError):
+        return None
+    return len({key.rsplit("_", 1)[0].strip() for key in keys})
 
 
 def rois_of(cohort: pd.DataFrame) -> np.ndarray:
@@ -404,7 +433,8 @@ def make_dataset(
         if cache == "memory":
             images = images.cache()
         elif cache == "disk":
-            images = images.cache(prepare_disk_cache(cache_file, cache_key(cohort, image_size, intensity)))
+            key = cache_key(cohort, image_size, intensity)
+            images = images.cache(prepare_disk_cache(cache_file, key, elements=len(cohort)))
         columns["image"] = images.map(lambda image: tf.repeat(image, 3, axis=-1))
     if covariates is not None:
         columns["covariates"] = tf.data.Dataset.from_tensor_slices(covariates.astype(np.float32))

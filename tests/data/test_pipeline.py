@@ -11,6 +11,7 @@ from osteo_tf.data.pipeline import (
     CACHE_CHOICES,
     augment,
     cache_key,
+    cached_elements,
     load_image,
     make_dataset,
     prepare_disk_cache,
@@ -227,23 +228,25 @@ def test_disk_memory_and_no_cache_give_identical_batches(cohort, tmp_path, decod
 
 
 KILLED_WRITER = """
-import os, sys
+import glob, os, sys, time
 import pandas as pd
 import osteo_tf.data.pipeline as pipeline
 from osteo_tf.models import get_backbone_spec
 read_image = pipeline.read_image
-pipeline.read_image = lambda path, roi: read_image(path if path.endswith(("0.png", "1.png")) else "killed", roi)
+def killed(path, roi):  # the process is killed while the third image is read
+    if not path.endswith(("0.png", "1.png")):
+        deadline = time.time() + 120  # the cache writer (its own thread) creates its lockfile first
+        while not glob.glob(sys.argv[2] + "*.lockfile") and time.time() < deadline:
+            time.sleep(0.05)
+        os._exit(0)  # no destructor cleans up
+    return read_image(path, roi)
+pipeline.read_image = killed
 cohort = pd.read_csv(sys.argv[1])
 dataset = pipeline.make_dataset(cohort, None, image_size={size},
                                 normalization=get_backbone_spec("resnet18").normalization, batch_size=2, training=False,
                                 cache="disk", cache_file=sys.argv[2])
-iterator = iter(dataset)
-next(iterator)  # the first epoch has written two images to the cache; the third never comes
-import glob, time
-deadline = time.time() + 120  # tf.data's cache writer runs in its own thread: on a loaded machine it lags
-while not glob.glob(sys.argv[2] + "*.lockfile") and time.time() < deadline:
-    time.sleep(0.05)
-os._exit(0)  # killed: no destructor cleans up
+list(dataset)
+sys.exit(1)  # not reached
 """
 
 
@@ -284,6 +287,61 @@ def test_partial_cache_of_a_killed_run_does_not_break_the_next_one(cohort, tmp_p
         f"train-{key}.data-00000-of-00001",
         f"train-{key}.index",
     ]
+
+
+FAILED_WRITER = """
+import os, sys
+import pandas as pd
+import osteo_tf.data.pipeline as pipeline
+from osteo_tf.models import get_backbone_spec
+read_image = pipeline.read_image
+pipeline.read_image = lambda path, roi: read_image(path if path.endswith(("0.png", "1.png")) else "unreadable", roi)
+cohort = pd.read_csv(sys.argv[1])
+dataset = pipeline.make_dataset(cohort, None, image_size={size},
+                                normalization=get_backbone_spec("resnet18").normalization, batch_size=2, training=False,
+                                cache="disk", cache_file=sys.argv[2])
+try:
+    list(dataset)
+except Exception as error:
+    print(type(error).__name__)
+"""
+
+
+def test_cache_cut_short_by_a_read_error_is_written_again_not_read_back(cohort, tmp_path):
+    import subprocess
+    import sys
+
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    cache_file = tmp_path / "run" / "cache" / "train"
+    failed = subprocess.run(
+        [sys.executable, "-c", FAILED_WRITER.format(size=SIZE), str(tmp_path / "cohort.csv"), str(cache_file)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
+    assert "Error" in failed.stdout  # the third image failed the first epoch
+    key = cache_key(cohort, SIZE)
+    short = cached_elements(cache_file.parent / f"train-{key}")
+    assert short is None or short < len(cohort)  # what tf.data left: partial files, or a "complete" short cache
+
+    spec = get_backbone_spec("resnet18")
+    expected = _epochs(
+        make_dataset(cohort, None, image_size=SIZE, normalization=spec.normalization, batch_size=2, training=False)
+    )
+    dataset = make_dataset(
+        cohort,
+        None,
+        image_size=SIZE,
+        normalization=spec.normalization,
+        batch_size=2,
+        training=False,
+        cache="disk",
+        cache_file=cache_file,
+    )
+    _assert_same_epochs(expected, _epochs(dataset))
+    assert cached_elements(cache_file.parent / f"train-{key}") == len(cohort)
 
 
 def test_stale_caches_are_removed_and_others_kept(cohort, tmp_path):
