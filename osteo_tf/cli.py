@@ -394,6 +394,19 @@ def cmd_weights_convert(args: argparse.Namespace) -> None:
     print(f"use it with: --backbone {args.arch} --weights {args.out}")
 
 
+def cmd_weights_fetch(args: argparse.Namespace) -> None:
+    """``osteo weights fetch``: ImageNet weights of the named backbones into one folder for offline use.
+
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow()
+    from osteo_tf.models.weight_fetch import fetch_lines, fetch_weights
+
+    for line in fetch_lines(fetch_weights(args.backbone, args.out, force=args.force), args.out):
+        print(line)
+
+
 # ------------------------------------------------------------------------------ the parser
 
 
@@ -460,7 +473,12 @@ def _add_model_options(train: argparse.ArgumentParser) -> None:
         "missing",
     )
     train.add_argument("--image-size", type=int, help="pixels; default: the backbone's paper size")
-    train.add_argument("--weights", help=f"{TrainConfig.weights} (default), imagenet, or a .weights.h5 path")
+    train.add_argument(
+        "--weights",
+        help=f"{TrainConfig.weights} (default), imagenet, imagenet:SOURCE, a folder of osteo weights fetch, "
+        "or weights as their source publishes them (timm snapshot folder, keras-hub preset, .pth, "
+        "efficientnetbN_notop.h5)",
+    )
     train.add_argument(
         "--covariates",
         help=f"{TrainConfig.covariates} (default), {', '.join(COVARIATE_SETS)}, or comma-separated columns",
@@ -790,6 +808,17 @@ def _add_weights(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("--arch", required=True, choices=CONVERTIBLE_BACKBONES)
     convert.add_argument("checkpoint", help="FILE.pth holding the state_dict")
     convert.add_argument("--out", required=True, help="FILE.weights.h5 to write")
+    fetch = _command(
+        weights,
+        "fetch",
+        cmd_weights_fetch,
+        "download backbones' ImageNet weights into one folder (SHA-256 manifest) to train offline",
+    )
+    fetch.add_argument(
+        "--backbone", nargs="+", required=True, metavar="NAME", help="registry names (osteo backbones), or all"
+    )
+    fetch.add_argument("--out", required=True, help="FOLDER to write; then --weights FOLDER")
+    fetch.add_argument("--force", action="store_true", help="download again files that match their checksum")
 
 
 def parser() -> argparse.ArgumentParser:

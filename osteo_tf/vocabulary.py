@@ -17,6 +17,8 @@ from typing import Mapping
 from osteo_tf.errors import OsteoInputError
 
 __all__ = [
+    "WEIGHT_FORMATS",
+    "WEIGHT_FORMAT_NAMES",
     "BACKBONES",
     "CACHE_CHOICES",
     "CAM_METHODS",
@@ -306,6 +308,29 @@ def _backbone_table() -> dict[str, BackboneSpec]:
 
 #: Every CNN of both papers by name (registry order: ResNets, GoogLeNet, EfficientNet-B0…B7).
 BACKBONES: Mapping[str, BackboneSpec] = MappingProxyType(_backbone_table())
+#: Weight files each family loads with ``weights=PATH``, by the name of their layout
+#: (:mod:`osteo_tf.models.weight_files`): ``timm`` (a Hugging Face snapshot folder, config.json +
+#: model.safetensors), ``keras-hub`` (a preset folder), ``torchvision`` (a .pth state_dict, needs
+#: PyTorch), ``keras-applications`` (efficientnetbN_notop.h5 / efficientnetbN.h5, legacy HDF5),
+#: ``keras`` (a .weights.h5 of this project's backbone) and ``bundle`` (``osteo weights fetch``).
+WEIGHT_FORMATS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "resnet": ("timm", "keras-hub", "torchvision", "keras", "bundle"),
+        "googlenet": ("torchvision", "keras", "bundle"),
+        "efficientnet": ("keras-applications", "keras", "bundle"),
+    }
+)
+#: What each layout is, for messages.
+WEIGHT_FORMAT_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "timm": "a timm / Hugging Face snapshot folder (config.json + model.safetensors)",
+        "keras-hub": "a keras-hub preset folder (config.json + model.weights.h5)",
+        "torchvision": "a torchvision state_dict (.pth)",
+        "keras-applications": "keras-applications' efficientnetbN_notop.h5 (or efficientnetbN.h5)",
+        "keras": "a .weights.h5 of this backbone (osteo weights convert / fetch)",
+        "bundle": "a folder written by osteo weights fetch (manifest.json)",
+    }
+)
 #: The backbones whose torchvision checkpoints convert to Keras weights (``osteo weights convert``,
 #: :mod:`osteo_tf.models.convert`): GoogLeNet and the ResNets.
 CONVERTIBLE_BACKBONES = ("googlenet", "resnet18", "resnet34", "resnet50", "resnet152")

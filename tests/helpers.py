@@ -101,3 +101,15 @@ def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[s
         yield f"http://127.0.0.1:{httpd.server_port}"
     finally:
         httpd.shutdown()
+
+
+def backbone_outputs(model, size: int, seed: int = 0):
+    """``model``'s features for two random [0, 255] images of ``size`` px, checked to differ between
+    the two (weights under which every input gives the same output would make equal outputs meaningless)."""
+    import keras
+    import numpy as np
+
+    images = np.random.default_rng(seed).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    features = keras.ops.convert_to_numpy(model(images, training=False))
+    assert np.abs(features[0] - features[1]).max() > 1e-2 * np.abs(features).max()  # the input matters
+    return features

@@ -216,3 +216,17 @@ def test_experiment_yaml_type_errors_name_the_file_and_key_path(tmp_path, capsys
     study.write_text(base + "train: {epochs: 1, deterministic: true}\n")
     assert main(["experiment", str(study), "--out", str(tmp_path / "x"), "--dry-run"]) == 0  # as --deterministic
     assert "2 fit(s)" in capsys.readouterr().out
+
+
+def test_weights_that_cannot_load_are_refused_before_the_run_folder_exists(tmp_path, capsys, phantom_cohort):
+    manifest = phantom_cohort("hip", 40)
+    (tmp_path / "empty").mkdir()
+    for weights, message in [
+        (tmp_path / "missing", f"--weights {tmp_path / 'missing'} does not exist; pass --weights none, imagenet"),
+        (tmp_path / "empty", f"--weights folder {tmp_path / 'empty'} has no config.json"),
+    ]:
+        flags = ["--backbone", "resnet18", "--weights", str(weights), "--image-size", "32"]
+        assert main(["train", "--manifest", str(manifest), "--out", str(tmp_path / "run"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"osteo: error: {message}") and "Traceback" not in err, err
+        assert not (tmp_path / "run").exists()

@@ -11,7 +11,14 @@ from pathlib import Path
 import keras
 
 from osteo_tf.errors import OsteoInputError
-from osteo_tf.models.backbones import REGISTRY, BackboneSpec, build_backbone, get_backbone_spec, normalize_images
+from osteo_tf.models.backbones import (
+    REGISTRY,
+    BackboneSpec,
+    build_backbone,
+    check_weights,
+    get_backbone_spec,
+    normalize_images,
+)
 from osteo_tf.models.heads import (
     balanced_covariates,
     balanced_image,
@@ -39,6 +46,7 @@ __all__ = [
     "REGISTRY",
     "BackboneSpec",
     "build_backbone",
+    "check_weights",
     "build_model",
     "get_backbone_spec",
     "inference_model",

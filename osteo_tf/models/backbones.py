@@ -26,7 +26,9 @@ pipeline and by the exported serving graph.
 
 ``weights``: None/"none" (random), "imagenet" (the registry's default source: for ResNet
 the original torchvision weights, paper-exact), "imagenet:SOURCE" for another source listed
-in ``spec.weights_sources`` (e.g. "imagenet:keras-hub"), or a ``.weights.h5`` path.
+in ``spec.weights_sources`` (e.g. "imagenet:keras-hub"), or a path to weights in the layout
+a source publishes them, or a folder of ``osteo weights fetch`` (offline machines; see
+:mod:`osteo_tf.models.weight_files`).
 
 Pure Keras 3: no TensorFlow here, so the registry also builds on the JAX backend.
 """
@@ -40,12 +42,20 @@ import keras
 
 from osteo_tf.data.images import normalize_pixels
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.models.weight_files import (
+    INPUT_SCALING_ATTRIBUTE,
+    KERAS_APPLICATIONS_SCALING,
+    efficientnet_imagenet,
+    identify,
+    resnet_from_preset,
+)
 from osteo_tf.vocabulary import BACKBONES, GOOGLENET_SHA256_PREFIX, RESNET_BLOCKS, BackboneSpec, get_backbone_spec
 
 __all__ = [
     "REGISTRY",
     "BackboneSpec",
     "build_backbone",
+    "check_weights",
     "convert_torchvision",
     "get_backbone_spec",
     "normalize_images",
@@ -112,33 +122,74 @@ def build_backbone(name: str, image_size: int | None = None, weights: str | Path
     weights: None / "none" → random initialisation; "imagenet" → the default ImageNet
     source, "imagenet:SOURCE" → the named one of ``spec.weights_sources`` (both need the
     network the first time; offline they fail with a message saying what to pass instead);
-    a path → a ``.weights.h5`` file saved from the same backbone (any image size), e.g. by
-    ``osteo weights convert``. A file that does not fit names the first mismatching layer.
+    a path → weights in any layout the backbone's sources publish (a timm / Hugging Face snapshot
+    folder, a keras-hub preset folder, a torchvision ``.pth``, keras-applications'
+    ``efficientnetbN_notop.h5``), a ``.weights.h5`` saved from the same backbone (any image size,
+    e.g. by ``osteo weights convert``), or a folder of ``osteo weights fetch``; each builds the
+    network the online ``"imagenet"`` path builds from the same file (see
+    :mod:`osteo_tf.models.weight_files`). A file that does not fit names the first mismatching layer.
     """
     spec = get_backbone_spec(name)
     size = image_size or spec.image_size
     if weights is None or str(weights).lower() == "none":
         return _build(spec, size)
-    text = str(weights)
-    if text.lower() == "imagenet" or text.lower().startswith("imagenet:"):
-        source = text.partition(":")[2] or spec.default_weights
-        if source not in spec.weights_sources:
-            raise OsteoInputError(
-                f"{name} has no ImageNet weight source '{source}'; choose one of: "
-                + ", ".join(f"imagenet:{s}" for s in spec.weights_sources)
-            )
+    source = _imagenet_source(spec, weights)
+    if source is not None:
         return _build_imagenet(spec, size, source)
-    path = Path(weights)
-    if not path.is_file():
+    found = identify(spec, weights)
+    if found.kind in ("timm", "keras-hub"):
+        return resnet_from_preset(spec, size, found.path)
+    if found.kind == "keras-applications":
+        return efficientnet_imagenet(spec, size, found.path)
+    if found.kind == "torchvision":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            converted = Path(scratch) / f"{name}.weights.h5"
+            convert_torchvision(name, found.path, converted, image_size=size)
+            return _load_keras_weights(spec, size, converted)
+    return _load_keras_weights(spec, size, found.path)
+
+
+def _imagenet_source(spec: BackboneSpec, weights: str | Path) -> str | None:
+    """The source name of ``"imagenet"`` / ``"imagenet:SOURCE"`` (checked), None for a path."""
+    text = str(weights)
+    if not (text.lower() == "imagenet" or text.lower().startswith("imagenet:")):
+        return None
+    source = text.partition(":")[2] or spec.default_weights
+    if source not in spec.weights_sources:
         raise OsteoInputError(
-            f"weights file {path} does not exist; pass weights=none, imagenet or an existing .weights.h5 file"
+            f"{spec.name} has no ImageNet weight source '{source}'; choose one of: "
+            + ", ".join(f"imagenet:{s}" for s in spec.weights_sources)
         )
-    _check_weights_tag(path, name)
+    return source
+
+
+def check_weights(name: str, weights: str | Path | None) -> None:
+    """Refuses what :func:`build_backbone` would refuse about ``weights``, building nothing.
+
+    Run before expensive work (the training command calls it before the run folder exists):
+    an unknown source, a missing path, a layout the backbone does not load, a config of another
+    architecture, a truncated file, a bundle without the backbone or with a checksum mismatch.
+
+    Raises:
+        OsteoInputError: naming the file or option and what was expected.
+    """
+    spec = get_backbone_spec(name)
+    if weights is None or str(weights).lower() == "none" or _imagenet_source(spec, weights) is not None:
+        return
+    identify(spec, weights)
+
+
+def _load_keras_weights(spec: BackboneSpec, size: int, path: Path) -> keras.Model:
+    """A ``.weights.h5`` of this project's backbone, into the network it was saved from."""
+    if _check_weights_tag(path, spec.name) == KERAS_APPLICATIONS_SCALING:
+        return efficientnet_imagenet(spec, size, path)
     backbone = _build(spec, size)
     try:
         backbone.load_weights(str(path))
     except Exception as error:  # Keras raises several types for a mismatched or corrupt file
-        raise OsteoInputError(f"cannot load weights file {path} into {name}: {_mismatch(error)}") from None
+        raise OsteoInputError(f"cannot load weights file {path} into {spec.name}: {_mismatch(error)}") from None
     return backbone
 
 
@@ -156,8 +207,13 @@ def _build_imagenet(spec: BackboneSpec, size: int, source: str) -> keras.Model:
         ) from None
 
 
-def _check_weights_tag(path: Path, name: str) -> None:
-    """A file written by ``osteo weights convert`` records its backbone: check it first."""
+def _check_weights_tag(path: Path, name: str) -> str | None:
+    """A file written by ``osteo weights convert`` / ``fetch`` records its backbone: check it first.
+
+    Returns:
+        The file's input-scaling tag (:data:`KERAS_APPLICATIONS_SCALING` for an EfficientNet saved
+        from keras.applications' ImageNet network), or None.
+    """
     import h5py
 
     from osteo_tf.models.convert import H5_ARCH_ATTRIBUTE
@@ -165,6 +221,7 @@ def _check_weights_tag(path: Path, name: str) -> None:
     try:
         with h5py.File(path, "r") as handle:
             tagged = handle.attrs.get(H5_ARCH_ATTRIBUTE)
+            scaling = handle.attrs.get(INPUT_SCALING_ATTRIBUTE)
     except OSError as error:
         raise OsteoInputError(f"weights file {path} is not a Keras .weights.h5 (HDF5) file: {error}") from None
     if tagged is not None and str(tagged) != name:
@@ -172,6 +229,7 @@ def _check_weights_tag(path: Path, name: str) -> None:
             f"weights file {path} holds {tagged} weights, not {name}; "
             f"use backbone={tagged} or a file converted for {name}"
         )
+    return None if scaling is None else str(scaling)
 
 
 def _mismatch(error: Exception) -> str:

@@ -235,7 +235,10 @@ def _check_weights(value: Any) -> str:
     if isinstance(value, str) and value:
         return value
     raise TrainOptionError(
-        "weights", value, "not a weights name or path", "give none, imagenet, imagenet:SOURCE or a .weights.h5 path"
+        "weights",
+        value,
+        "not a weights name or path",
+        "give none, imagenet, imagenet:SOURCE or a path to weights (a file or folder)",
     )
 
 

@@ -34,7 +34,7 @@ from osteo_tf.errors import OsteoInputError
 from osteo_tf.evaluation.bootstrap import with_intervals
 from osteo_tf.evaluation.metrics import binary_metrics, plot_roc
 from osteo_tf.io import atomic_path, write_csv, write_json
-from osteo_tf.models import build_model, inference_model
+from osteo_tf.models import build_model, check_weights, inference_model
 from osteo_tf.runs.cohort import exclusions_of, load_cohort
 from osteo_tf.runs.config import RESULT_NEUTRAL_OPTIONS, TrainConfig
 from osteo_tf.runs.loading import predict_rows
@@ -252,6 +252,8 @@ def train(
     given_splits = None if splits is None else _splits_digest(cohort, splits)
     splits = random_split(cohort, config.split, config.seed) if splits is None else splits
     check_split_classes(cohort, splits)  # all before the run folder is created
+    if uses_images(config.mode):
+        check_weights(config.backbone, config.weights)
     covariate_columns = config.covariate_columns(list(cohort.columns)) if uses_covariates(config.mode) else ()
     settings = {
         "train": config.to_dict(),

@@ -110,7 +110,7 @@ def test_weights_file_mismatch_names_the_layer_and_shapes(tmp_path):
     assert "(3, 3, 64, 64)" in message and "(3, 3, 64, 128)" in message
     assert len(message) < 500  # not Keras' dump of the variable's values
     (tmp_path / "junk.weights.h5").write_text("not hdf5")
-    with pytest.raises(OsteoInputError, match="junk.weights.h5 is not a Keras .weights.h5"):
+    with pytest.raises(OsteoInputError, match="junk.weights.h5 is truncated or not an HDF5 file"):
         build_backbone("resnet18", 32, weights=tmp_path / "junk.weights.h5")
 
 
