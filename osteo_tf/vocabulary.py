@@ -17,8 +17,6 @@ from typing import Mapping
 from osteo_tf.errors import OsteoInputError
 
 __all__ = [
-    "WEIGHT_FORMATS",
-    "WEIGHT_FORMAT_NAMES",
     "BACKBONES",
     "CACHE_CHOICES",
     "CAM_METHODS",
@@ -64,6 +62,8 @@ __all__ = [
     "ROI_COLUMNS",
     "ROI_POINT_COLUMNS",
     "SPLIT_NAMES",
+    "WEIGHT_FORMATS",
+    "WEIGHT_FORMAT_NAMES",
     "BackboneSpec",
     "get_backbone_spec",
     "model_label",

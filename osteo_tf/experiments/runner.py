@@ -34,6 +34,7 @@ from osteo_tf.experiments.config import ExperimentConfig, parse_experiment
 from osteo_tf.experiments.fits import Fit, LocalExecutor, plan, say
 from osteo_tf.experiments.results import read_records, read_results
 from osteo_tf.io import atomic_path
+from osteo_tf.vocabulary import uses_images
 
 __all__ = ["parse_shard", "plan", "read_results", "resolve_executor", "run_experiment", "shard_fits"]
 
@@ -138,6 +139,10 @@ def run_experiment(
         print_plan(config, out, fits, mine, shard)
         return []
     run_fits = resolve_executor(executor)
+    from osteo_tf.models import check_weights  # Keras: not at import (osteo --help)
+
+    for backbone in sorted({f.backbone for f in fits if uses_images(f.mode)}):  # before the cohort is made
+        check_weights(backbone, config.train.get("weights"))
     _prepare_out(config, out, force)
     manifest = _cohort_manifest(config, out)
     done = {r["fit_id"] for r in read_records(out)}

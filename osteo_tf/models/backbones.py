@@ -203,7 +203,8 @@ def _build_imagenet(spec: BackboneSpec, size: int, source: str) -> keras.Model:
         raise OsteoInputError(
             f"ImageNet weights for {spec.name} could not be loaded from {handle} "
             f"({type(error).__name__}: {str(error)[:200]}). Without network access pass "
-            "weights=none (random initialisation) or weights=PATH to a .weights.h5 file."
+            "weights=none (random initialisation), or weights=PATH to a folder of osteo weights fetch (run on a "
+            "machine with internet access) or to the weights as their source publishes them (README: Offline machines)."
         ) from None
 
 

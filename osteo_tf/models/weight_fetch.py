@@ -85,6 +85,7 @@ def _fetch_one(name: str, folder: Path) -> tuple[Path, float, str]:
     spec = get_backbone_spec(name)
     source = f"imagenet:{spec.default_weights} ({spec.weights_source})"
     downloaded = build_backbone(name, CHECK_SIZE, weights="imagenet")  # weights do not depend on the size
+    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.weights.h5"
     temporary = folder / f".tmp-{os.getpid()}-{target.name}"  # Keras needs the .weights.h5 ending
     downloaded.save_weights(str(temporary))
@@ -128,7 +129,6 @@ def fetch_weights(backbones: Sequence[str], out: str | Path, *, force: bool = Fa
     for name in names:
         get_backbone_spec(name)
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(folder)
     results = []
     for name in names:

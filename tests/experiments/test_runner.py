@@ -169,3 +169,11 @@ def test_a_killed_subprocess_resumes(tmp_path):
     assert ids(records) == sorted(f.fit_id for f in plan(parse_experiment(config))) == [n[:-5] for n in stored(out)]
     for name in stored(out):
         assert json.loads((out / "results" / name).read_text())["fit_id"] == name[:-5]
+
+
+def test_weights_that_cannot_load_are_refused_before_the_cohort_is_made(tmp_path):
+    config = tiny(modes=["image_only", "covariates_only"], train={**TINY["train"], "weights": str(tmp_path / "gone")})
+    expected = r"gone does not exist; pass weights=none, imagenet, or a path to resnet18 weights"
+    with pytest.raises(OsteoInputError, match=expected):
+        run_experiment(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
