@@ -227,6 +227,25 @@ def test_disk_memory_and_no_cache_give_identical_batches(cohort, tmp_path, decod
     assert decodes == []
 
 
+def _assert_disk_cache_gives_uncached_epochs(cohort, cache_file):
+    """A new dataset over ``cache_file`` yields what the same rows give without a cache."""
+    spec = get_backbone_spec("resnet18")
+    expected = _epochs(
+        make_dataset(cohort, None, image_size=SIZE, normalization=spec.normalization, batch_size=2, training=False)
+    )
+    dataset = make_dataset(
+        cohort,
+        None,
+        image_size=SIZE,
+        normalization=spec.normalization,
+        batch_size=2,
+        training=False,
+        cache="disk",
+        cache_file=cache_file,
+    )
+    _assert_same_epochs(expected, _epochs(dataset))
+
+
 KILLED_WRITER = """
 import glob, os, sys, time
 import pandas as pd
@@ -268,21 +287,7 @@ def test_partial_cache_of_a_killed_run_does_not_break_the_next_one(cohort, tmp_p
     with pytest.raises(tf.errors.AlreadyExistsError):  # tf.data alone refuses to start a new cache
         list(tf.data.Dataset.range(3).cache(str(cache_file.parent / f"train-{key}")))
 
-    spec = get_backbone_spec("resnet18")
-    expected = _epochs(
-        make_dataset(cohort, None, image_size=SIZE, normalization=spec.normalization, batch_size=2, training=False)
-    )
-    dataset = make_dataset(
-        cohort,
-        None,
-        image_size=SIZE,
-        normalization=spec.normalization,
-        batch_size=2,
-        training=False,
-        cache="disk",
-        cache_file=cache_file,
-    )
-    _assert_same_epochs(expected, _epochs(dataset))
+    _assert_disk_cache_gives_uncached_epochs(cohort, cache_file)
     assert sorted(p.name for p in cache_file.parent.iterdir()) == [
         f"train-{key}.data-00000-of-00001",
         f"train-{key}.index",
@@ -326,21 +331,7 @@ def test_cache_cut_short_by_a_read_error_is_written_again_not_read_back(cohort, 
     short = cached_elements(cache_file.parent / f"train-{key}")
     assert short is None or short < len(cohort)  # what tf.data left: partial files, or a "complete" short cache
 
-    spec = get_backbone_spec("resnet18")
-    expected = _epochs(
-        make_dataset(cohort, None, image_size=SIZE, normalization=spec.normalization, batch_size=2, training=False)
-    )
-    dataset = make_dataset(
-        cohort,
-        None,
-        image_size=SIZE,
-        normalization=spec.normalization,
-        batch_size=2,
-        training=False,
-        cache="disk",
-        cache_file=cache_file,
-    )
-    _assert_same_epochs(expected, _epochs(dataset))
+    _assert_disk_cache_gives_uncached_epochs(cohort, cache_file)
     assert cached_elements(cache_file.parent / f"train-{key}") == len(cohort)
 
 
