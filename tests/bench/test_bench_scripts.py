@@ -1,4 +1,4 @@
-"""Smoke runs of bench/pipeline.py, bench/train_step.py and bench/phantom.py at the smallest sizes.
+"""Smoke runs of bench/pipeline.py, train_step.py, phantom.py and serving.py at the smallest sizes.
 
 Each script runs in a subprocess, as a user runs it; the test checks that ``--help`` works
 and that stdout is ONE parseable JSON line with the expected keys (never timing values).
@@ -34,7 +34,7 @@ def one_json_line(process: subprocess.CompletedProcess) -> dict:
     return json.loads(lines[0])
 
 
-@pytest.mark.parametrize("script", ["pipeline.py", "train_step.py", "phantom.py"])
+@pytest.mark.parametrize("script", ["pipeline.py", "train_step.py", "phantom.py", "serving.py"])
 def test_help(script):
     process = run(script, "--help")
     assert process.returncode == 0 and process.stdout.startswith("usage:")
@@ -135,3 +135,20 @@ def test_fusion_balance_shows_the_project_head_balancing_the_branches():
     assert project["relative_grad_ratio"] < literal["relative_grad_ratio"]
     assert run("fusion_balance.py", "--configs", "resnet18").returncode == 2  # no size: usage error
     assert run("fusion_balance.py", "--n", "8").returncode == 2  # below the phantom minimum
+
+
+def test_serving_smoke():
+    result = one_json_line(
+        run(
+            "serving.py",
+            *("--size", "32", "--batches", "1,4", "--train-images", "24", "--request-images", "6"),
+            *("--repeats", "1", "--warmup", "1", "--latency-requests", "3", "--predict-images", "12"),
+        )
+    )
+    assert result["bench"] == "serving" and result["budget_batch"] == 32 and result["budget_met"] is None
+    assert set(result["batches"]) == {"1", "4"}
+    for batch in result["batches"].values():
+        assert {"serving_s", "bare_s", "preprocess_s", "overhead", "preprocess_share"} <= set(batch)
+        assert batch["max_abs_diff_probability"] <= 1e-6  # the exported graph computes the bare model's output
+    assert set(result["latency_batch_1"]) == {"serving", "bare"}
+    assert result["predict"]["images"] == 12
