@@ -81,14 +81,14 @@ size (seconds).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import emit, machine, versions  # bench/ is the script's folder, first on sys.path
 
 TARGET_RATIO = 3.0
 # Where osteo_tf augments (osteo_tf.data.pipeline.make_dataset): the faster placement measured on CPU.
@@ -295,31 +295,6 @@ def augmentation_rates(size: int, args) -> dict:
     return rates
 
 
-def machine() -> dict:
-    import tensorflow as tf
-
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "cpus": os.cpu_count(),
-        "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
-        "platform": platform.platform(),
-        "loadavg_at_end": [round(v, 2) for v in load] if load else None,
-    }
-
-
-def versions() -> dict:
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -380,12 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "versions": versions(),
     }
-    line = json.dumps(result)
-    print(line, flush=True)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

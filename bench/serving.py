@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -44,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import machine, versions  # bench/ is the script's folder, first on sys.path
+from common import emit, machine, versions  # bench/ is the script's folder, first on sys.path
 
 BUDGET_OVERHEAD = 0.20
 BUDGET_BATCH = 32
@@ -249,12 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "versions": versions(),
     }
-    line = json.dumps(output)
-    print(line, flush=True)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-    return output
+    return emit(output, args.out)
 
 
 if __name__ == "__main__":

@@ -77,13 +77,13 @@ Seeded (``--seed``). Defaults (128 px, batch 16, 10 timed steps per side) take ~
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from common import emit, gpus, machine, versions  # bench/ is the script's folder, first on sys.path
 
 BUDGET_RATIO = 1.05
 # keras-hub's ResNet presets (their config.json), and the parameter counts the presets publish.
@@ -276,37 +276,6 @@ def bench_backbone(name: str, args) -> dict:
     return result
 
 
-def gpus() -> list[str]:
-    import tensorflow as tf
-
-    return [d.name for d in tf.config.list_logical_devices("GPU")]
-
-
-def machine() -> dict:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "cpus": os.cpu_count(),
-        "gpus": gpus(),
-        "platform": platform.platform(),
-        "loadavg_at_end": [round(v, 2) for v in load] if load else None,
-    }
-
-
-def versions() -> dict:
-    import keras
-    import keras_hub
-    import numpy as np
-    import tensorflow as tf
-
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "keras_hub": keras_hub.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -336,12 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "versions": versions(),
     }
-    line = json.dumps(output)
-    print(line, flush=True)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-    return output
+    return emit(output, args.out)
 
 
 if __name__ == "__main__":
