@@ -204,11 +204,10 @@ def main(argv: list[str] | None = None) -> dict:
             }
             log(f"batch {size}: {batches[str(size)]}")
 
-        single = batch_of(instances, inputs, 1)
-        single_tensors = preprocess(single)
+        single_tensors = preprocess(batch_of(instances, inputs, 1))
         latency = {"serving": [], "bare": []}
         for i in range(args.latency_requests):
-            one = batch_of(instances[i % len(instances) :], inputs, 1) if i else single
+            one = batch_of([instances[i % len(instances)]], inputs, 1)
             latency["serving"].append(timed(lambda b: serving(**b), one, 1 if i == 0 else 0))
             latency["bare"].append(timed(bare, single_tensors, 1 if i == 0 else 0))
         latency_ms = {

@@ -6,8 +6,8 @@ published MD5 by ``keras.utils.get_file``, the Hugging Face Hub's own checks for
 snapshots, the SHA-256 prefix torchvision puts in GoogLeNet's file name), saved as this
 project's portable form — one Keras ``.weights.h5`` per backbone, tagged with its name and,
 for EfficientNet, with keras.applications' ImageNet input scaling — and listed in
-``manifest.json`` with its SHA-256, size and source. The files need neither safetensors nor
-PyTorch nor a network to load, on any Keras backend.
+``manifest.json`` with its SHA-256, size and source. Loading them needs neither safetensors
+nor PyTorch nor a network.
 
 Each file is checked before it is listed: the backbone loaded back from it must give the
 downloaded network's outputs (max |difference| ≤ 1e-5 on a fixed random batch, recorded).
@@ -19,7 +19,6 @@ backbones whose file still matches its checksum.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +28,17 @@ import keras
 import numpy as np
 
 from osteo_tf.errors import OsteoInputError
+from osteo_tf.io import write_json
 from osteo_tf.models.weight_files import (
     INPUT_SCALING_ATTRIBUTE,
     KERAS_APPLICATIONS_SCALING,
-    MANIFEST_FORMAT,
     MANIFEST_NAME,
     file_sha256,
+    read_manifest,
 )
 from osteo_tf.vocabulary import BACKBONES, get_backbone_spec
 
-__all__ = ["CHECK_SIZE", "CHECK_TOLERANCE", "FetchedWeights", "fetch_lines", "fetch_weights", "read_manifest"]
+__all__ = ["CHECK_SIZE", "CHECK_TOLERANCE", "FetchedWeights", "fetch_lines", "fetch_weights"]
 
 #: Image size (px) of the load-back check, and the largest output difference it accepts.
 CHECK_SIZE = 64
@@ -56,23 +56,6 @@ class FetchedWeights:
     max_abs_diff: float | None
 
 
-def read_manifest(folder: str | Path) -> dict:
-    """The manifest of a fetch folder, or an empty one when the folder has none yet."""
-    path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
-        return {"format": MANIFEST_FORMAT, "backbones": {}}
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise OsteoInputError(f"{path} is not a manifest of osteo weights fetch; choose another out folder")
-    return manifest
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def _outputs(model: keras.Model) -> np.ndarray:
     images = np.random.default_rng(0).uniform(0, 255, (2, CHECK_SIZE, CHECK_SIZE, 3)).astype("float32")
     return keras.ops.convert_to_numpy(model(images, training=False))
@@ -80,31 +63,30 @@ def _outputs(model: keras.Model) -> np.ndarray:
 
 def _fetch_one(name: str, folder: Path) -> tuple[Path, float, str]:
     from osteo_tf.models.backbones import build_backbone
-    from osteo_tf.models.convert import H5_ARCH_ATTRIBUTE
+    from osteo_tf.models.convert import save_weights
 
     spec = get_backbone_spec(name)
     source = f"imagenet:{spec.default_weights} ({spec.weights_source})"
     downloaded = build_backbone(name, CHECK_SIZE, weights="imagenet")  # weights do not depend on the size
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.weights.h5"
     temporary = folder / f".tmp-{os.getpid()}-{target.name}"  # Keras needs the .weights.h5 ending
-    downloaded.save_weights(str(temporary))
-    import h5py
-
-    with h5py.File(temporary, "a") as handle:
-        handle.attrs[H5_ARCH_ATTRIBUTE] = name
-        handle.attrs["osteo_tf_source"] = source
+    try:
+        save_weights(downloaded, name, temporary, source=source)  # tagged with the backbone and the source
         if spec.family == "efficientnet":
-            handle.attrs[INPUT_SCALING_ATTRIBUTE] = KERAS_APPLICATIONS_SCALING
-    loaded = build_backbone(name, CHECK_SIZE, weights=temporary)
-    difference = float(np.abs(_outputs(loaded) - _outputs(downloaded)).max())
-    if not difference <= CHECK_TOLERANCE:
-        temporary.unlink()
-        raise OsteoInputError(
-            f"{name}: the weights saved for offline use give outputs {difference:.2g} away from the downloaded "
-            f"network's (tolerance {CHECK_TOLERANCE:g}); nothing was written"
-        )
-    os.replace(temporary, target)
+            import h5py
+
+            with h5py.File(temporary, "a") as handle:
+                handle.attrs[INPUT_SCALING_ATTRIBUTE] = KERAS_APPLICATIONS_SCALING
+        loaded = build_backbone(name, CHECK_SIZE, weights=temporary)
+        difference = float(np.abs(_outputs(loaded) - _outputs(downloaded)).max())
+        if not difference <= CHECK_TOLERANCE:
+            raise OsteoInputError(
+                f"{name}: the weights saved for offline use give outputs {difference:.2g} away from the downloaded "
+                f"network's (tolerance {CHECK_TOLERANCE:g}); nothing was written"
+            )
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
     return target, difference, source
 
 
@@ -149,7 +131,7 @@ def fetch_weights(backbones: Sequence[str], out: str | Path, *, force: bool = Fa
             "keras": keras.__version__,
             "fetched": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_atomically(folder / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+        write_json(folder / MANIFEST_NAME, manifest)
         results.append(FetchedWeights(name, path, digest, "written", difference))
     return results
 

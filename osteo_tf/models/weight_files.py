@@ -46,6 +46,7 @@ __all__ = [
     "efficientnet_imagenet",
     "file_sha256",
     "identify",
+    "read_manifest",
     "resnet_from_preset",
 ]
 
@@ -227,6 +228,25 @@ def _check_keras_hub(spec: BackboneSpec, folder: Path) -> None:
         raise OsteoInputError(f"keras-hub preset folder {folder} has no model.weights.h5", parameter="weights")
 
 
+def read_manifest(folder: str | Path) -> dict:
+    """The ``manifest.json`` of a folder of ``osteo weights fetch``; an empty one when there is none yet.
+
+    Raises:
+        OsteoInputError: the file is not readable JSON, or not this project's manifest.
+    """
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        return {"format": MANIFEST_FORMAT, "backbones": {}}
+    manifest = _read_json(path)
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise OsteoInputError(
+            f"{path} is not a manifest of osteo weights fetch (format {manifest.get('format')!r}, "
+            f"expected {MANIFEST_FORMAT!r})",
+            parameter="weights",
+        )
+    return manifest
+
+
 def bundle_entry(folder: str | Path, name: str) -> Path:
     """The checked ``.weights.h5`` of backbone ``name`` in a folder of ``osteo weights fetch``.
 
@@ -235,14 +255,7 @@ def bundle_entry(folder: str | Path, name: str) -> Path:
             is missing, or its SHA-256 differs from the manifest's.
     """
     folder = Path(folder)
-    manifest = _read_json(folder / MANIFEST_NAME)
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise OsteoInputError(
-            f"{folder / MANIFEST_NAME} is not a manifest of osteo weights fetch (format {manifest.get('format')!r}, "
-            f"expected {MANIFEST_FORMAT!r})",
-            parameter="weights",
-        )
-    entries = manifest.get("backbones", {})
+    entries = read_manifest(folder).get("backbones", {})
     if name not in entries:
         held = ", ".join(sorted(entries)) or "none"
         raise OsteoInputError(
