@@ -22,9 +22,11 @@ from pathlib import Path
 
 from osteo_tf.console import quiet_libraries
 from osteo_tf.data.covariates import IMPUTE_METHODS
+from osteo_tf.data.landmarks import TARGETS
 from osteo_tf.demo_settings import DEMO_OUT, DemoSettings
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.runs.config import PRECISIONS, TrainConfig, TrainOptionError
+from osteo_tf.runs.roi_run import DEFAULT_CONFIDENCE
 from osteo_tf.vocabulary import (
     CACHE_CHOICES,
     CAM_METHODS,
@@ -326,6 +328,18 @@ def cmd_synth(args: argparse.Namespace) -> None:
     Args:
         args: the parsed command line.
     """
+    if args.whole:
+        from osteo_tf.data.whole import make_whole_cohort
+
+        if args.informative_region != "bone":
+            raise OsteoInputError("--informative-region applies to the crop phantoms, not to --whole views")
+        manifest = make_whole_cohort(
+            args.kind, args.n, args.out, seed=args.seed, image_size=args.image_size, information=args.information
+        )
+        print(
+            f"wrote a synthetic whole-view {args.kind} cohort of {args.n} subjects (landmarks, ROI boxes): {manifest}"
+        )
+        return
     from osteo_tf.data.synthetic import make_cohort
 
     manifest = make_cohort(
@@ -338,6 +352,69 @@ def cmd_synth(args: argparse.Namespace) -> None:
         information=args.information,
     )
     print(f"wrote a synthetic {args.kind} cohort of {args.n} subjects: {manifest}")
+
+
+def cmd_roi_train(args: argparse.Namespace) -> None:
+    """``osteo roi train``: an ROI landmark detector from annotated whole radiographs.
+
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow()
+    from osteo_tf.training.roi import train_roi
+
+    metrics = train_roi(
+        args.manifest,
+        args.kind,
+        args.out,
+        coco=args.coco,
+        target=args.target,
+        input_size=None if args.input_size is None else _input_size(args.input_size),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        confidence_threshold=args.confidence_threshold,
+        force=args.force,
+    )
+    from osteo_tf.roi.evaluate import evaluation_lines
+
+    _print(evaluation_lines({**metrics, "manifest": args.manifest, "confidence_threshold": args.confidence_threshold}))
+    print(f"ROI run written to {args.out}; crop whole images with: osteo roi detect --run {args.out} --manifest …")
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    """``"256x128"`` (width × height) → (128, 256) as (H, W); a user mistake is refused by name."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise OsteoInputError(f"input_size must be WIDTHxHEIGHT in pixels, e.g. 256x128, got {text!r}", "input_size")
+    return (int(parts[1]), int(parts[0]))
+
+
+def cmd_roi_detect(args: argparse.Namespace) -> None:
+    """``osteo roi detect``: the ROI columns of a whole-image manifest, with confidences and contact sheets.
+
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow()
+    from osteo_tf.roi.detect import detect_lines, detect_manifest
+
+    result = detect_manifest(args.run, args.manifest, args.out, threshold=args.threshold, sheets=args.sheets)
+    _print(detect_lines(result))
+
+
+def cmd_roi_evaluate(args: argparse.Namespace) -> None:
+    """``osteo roi evaluate``: landmark error and box IoU on annotated images.
+
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow()
+    from osteo_tf.roi.evaluate import evaluate_roi, evaluation_lines
+
+    _print(evaluation_lines(evaluate_roi(args.run, args.manifest, out=args.out)))
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -756,7 +833,12 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--n", type=int, default=500)
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--image-size", type=int, default=128)
+    synth.add_argument("--image-size", type=int, default=128, help="crop side, or with --whole the view's width")
+    synth.add_argument(
+        "--whole",
+        action="store_true",
+        help="the whole view (AP hip / panoramic) with landmark and ROI ground truth, for osteo roi",
+    )
     synth.add_argument(
         "--informative-region",
         choices=INFORMATIVE_REGIONS["hip"],
@@ -789,6 +871,40 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
         default=TrainConfig.impute,
         help="median: empty covariate cells are not errors (they will be imputed in training)",
     )
+
+
+def _add_roi(commands: argparse._SubParsersAction) -> None:
+    roi = commands.add_parser(
+        "roi", help="automatic ROI: train a landmark detector, crop whole radiographs"
+    ).add_subparsers(dest="roi_command", required=True)
+    train = _command(roi, "train", cmd_roi_train, "train the ROI landmark detector on annotated whole radiographs")
+    train.add_argument("--manifest", required=True, help="CSV of whole images with landmark (or ROI box) columns")
+    train.add_argument("--kind", required=True, choices=PHANTOM_KINDS)
+    train.add_argument("--out", required=True, help="ROI run folder")
+    train.add_argument("--coco", help="COCO keypoint or bounding-box JSON (CVAT, Label Studio) with the annotations")
+    train.add_argument("--target", choices=TARGETS, help="landmarks or box (default: what the annotations hold)")
+    train.add_argument("--input-size", help="detector input WIDTHxHEIGHT (default hip 128x128, dental 256x128)")
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--learning-rate", type=float, default=2e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-fraction", type=float, default=0.2, help="patients held out for validation")
+    train.add_argument(
+        "--confidence-threshold", type=float, default=DEFAULT_CONFIDENCE, help="detect flags rows below it"
+    )
+    train.add_argument("--force", action="store_true", help="replace a finished run")
+    detect = _command(
+        roi, "detect", cmd_roi_detect, "write a manifest's ROI columns from the detector, flag doubtful rows"
+    )
+    detect.add_argument("--run", required=True, help="ROI run folder (osteo roi train)")
+    detect.add_argument("--manifest", required=True, help="CSV of whole images (image, side, anything else)")
+    detect.add_argument("--out", required=True, help="CSV to write: the manifest with roi_* columns")
+    detect.add_argument("--threshold", type=float, help="confidence below which a row is flagged (default: the run's)")
+    detect.add_argument("--sheets", help="folder of the contact sheets (default OUT_sheets/ beside OUT)")
+    evaluate = _command(roi, "evaluate", cmd_roi_evaluate, "landmark error and box IoU on annotated whole images")
+    evaluate.add_argument("--run", required=True, help="ROI run folder")
+    evaluate.add_argument("--manifest", help="annotated CSV not used in training (default: the run's validation split)")
+    evaluate.add_argument("--out", help="folder for evaluation.json and evaluation_rows.csv (default: the run)")
 
 
 def _add_backbones(commands: argparse._SubParsersAction) -> None:
@@ -846,6 +962,7 @@ def parser() -> argparse.ArgumentParser:
         _add_predict,
         _add_explain,
         _add_data,
+        _add_roi,
         _add_backbones,
         _add_weights,
     ):

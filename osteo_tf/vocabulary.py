@@ -60,6 +60,9 @@ __all__ = [
     "RESNET_BLOCKS",
     "ROI_ANCHORS",
     "ROI_COLUMNS",
+    "ROI_CONFIDENCE_COLUMN",
+    "ROI_REVIEW",
+    "ROI_STATUS_COLUMN",
     "ROI_POINT_COLUMNS",
     "SPLIT_NAMES",
     "WEIGHT_FORMATS",
@@ -191,6 +194,10 @@ HIP_FRACTURE_CODES: Mapping[str, int] = MappingProxyType(
 ROI_COLUMNS: tuple[str, ...] = ("roi_x", "roi_y", "roi_w", "roi_h")
 ROI_POINT_COLUMNS: tuple[str, ...] = ("roi_cx", "roi_cy")
 ROI_ANCHORS: tuple[str, ...] = ("below", "center")
+# Written by osteo roi detect: the detection's confidence, and "detected" / "review" / (a person's) "checked".
+ROI_CONFIDENCE_COLUMN = "roi_confidence"
+ROI_STATUS_COLUMN = "roi_status"
+ROI_REVIEW = "review"
 
 # ------------------------------------------------------------------------------ the backbone table
 

@@ -335,7 +335,13 @@ def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
 
 
 def epoch_stream(
-    dataset: tf.data.Dataset, size: int, seed: int, epoch: tf.Variable | None, augment_images: bool
+    dataset: tf.data.Dataset,
+    size: int,
+    seed: int,
+    epoch: tf.Variable | None,
+    augment_images: bool,
+    *,
+    augmentation=None,
 ) -> tf.data.Dataset:
     """The training order and augmentation of ``dataset``'s ``size`` examples, one epoch per iteration.
 
@@ -346,7 +352,9 @@ def epoch_stream(
     alone, not of how many epochs this process has iterated: a fit resumed at epoch 3 in a
     new process sees epoch 3's batches (``tf.data``'s own ``reshuffle_each_iteration`` would
     replay epoch 1's). ``epoch`` None: a private counter that starts at 0 and advances by one
-    per iteration (for callers outside ``fit``).
+    per iteration (for callers outside ``fit``). ``augmentation``: instead of the papers'
+    image augmentation, a function ``(example, seed) → example`` of the whole example (the
+    landmark pipeline moves its keypoints with its image).
     """
     if epoch is None:
         epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
@@ -365,6 +373,11 @@ def epoch_stream(
         shuffled = indexed.shuffle(size, seed=order_seed, reshuffle_each_iteration=False)
         if not augment_images:
             return shuffled.map(lambda i, example: example)
+        if augmentation is not None:
+            return shuffled.map(
+                lambda i, example: augmentation(example, tf.random.experimental.stateless_fold_in(key, i)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         return shuffled.map(
             lambda i, example: (
                 {**example[0], "image": augment(example[0]["image"], tf.random.experimental.stateless_fold_in(key, i))},

@@ -314,17 +314,24 @@ def _soft_tissue(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.n
     return 0.22 + grad + blob
 
 
-def _band_noise(size: int, rng: np.random.Generator, sigma_px: float) -> np.ndarray:
-    """Unit-SD band-pass (difference of Gaussians) white noise; (size, size)."""
-    white = rng.standard_normal((size, size))
+def _band_noise(size: int | tuple[int, int], rng: np.random.Generator, sigma_px: float) -> np.ndarray:
+    """Unit-SD band-pass (difference of Gaussians) white noise; (size, size), or ``size`` = (H, W)."""
+    white = rng.standard_normal((size, size) if isinstance(size, (int, np.integer)) else size)
     band = gaussian_filter(white, sigma_px) - gaussian_filter(white, 2.5 * sigma_px)
     return band / band.std()
 
 
-def _trabecular(size: int, q: float, rng: np.random.Generator) -> np.ndarray:
-    """Trabecular bone intensity (~0.3-0.6); strut fraction and contrast grow with q; (H, W)."""
+def _trabecular(
+    size: int | tuple[int, int], q: float, rng: np.random.Generator, field_px: float | None = None
+) -> np.ndarray:
+    """Trabecular bone intensity (~0.3-0.6); strut fraction and contrast grow with q; (H, W).
+
+    ``field_px``: the crop's width in pixels (default ``size``); the whole-view phantoms pass
+    the ROI's width so the texture has the crop's spacing.
+    """
     # Trabecular spacing is anatomical, hence a constant fraction of the field of view.
-    texture = _band_noise(size, rng, sigma_px=max(0.6, 0.0125 * size))
+    field = size if field_px is None else field_px
+    texture = _band_noise(size, rng, sigma_px=max(0.6, 0.0125 * field))
     fraction = 0.2 + 0.4 * q
     struts = expit((texture - ndtri(1.0 - fraction)) / 0.35)
     return 0.28 + 0.10 * q + (0.06 + 0.18 * q) * struts
@@ -363,10 +370,20 @@ def _smooth_union(dists: list[np.ndarray], k: float) -> np.ndarray:
     return out
 
 
-def _femur_sdf(xb: np.ndarray, yb: np.ndarray) -> np.ndarray:
-    """Signed distance to a proximal femur (head upper left, shaft down) in the bone frame."""
+#: The femoral shaft's axis in the bone frame: from its upper end, downwards (half-widths).
+SHAFT_AXIS = ((0.22, 0.15), (0.16, 1.8))
+
+
+def _femur_sdf(xb: np.ndarray, yb: np.ndarray, shaft_length: float = 1.0) -> np.ndarray:
+    """Signed distance to a proximal femur (head upper left, shaft down) in the bone frame.
+
+    ``shaft_length``: the shaft's length as a multiple of the crop's (the whole view's femur
+    runs on along the same axis to the image's lower edge).
+    """
+    (top, end) = SHAFT_AXIS
+    bottom = (top[0] + shaft_length * (end[0] - top[0]), top[1] + shaft_length * (end[1] - top[1]))
     parts = [
-        _capsule(xb, yb, (0.22, 0.15), (0.16, 1.8), 0.30),  # shaft, leaves the crop
+        _capsule(xb, yb, top, bottom, 0.30),  # shaft, leaves the crop
         _capsule(xb, yb, (0.12, -0.02), (-0.45, -0.45), 0.19),  # neck
         _circle(xb, yb, (-0.50, -0.52), 0.33),  # head
         _circle(xb, yb, (0.42, -0.12), 0.24),  # greater trochanter
@@ -466,28 +483,37 @@ def render_hip_head_neck(
     return _finish(raw, nu, rng), mask
 
 
-def _smooth_profile(x: np.ndarray, rng: np.random.Generator, knots: int = 48) -> np.ndarray:
-    """Unit-SD smooth 1-D random function of x in [-2, 2], evaluated at x (any shape)."""
-    grid = np.linspace(-2.0, 2.0, knots)
+def _smooth_profile(x: np.ndarray, rng: np.random.Generator, knots: int = 48, span: float = 2.0) -> np.ndarray:
+    """Unit-SD smooth 1-D random function of x in [-span, span], evaluated at x (any shape)."""
+    grid = np.linspace(-span, span, knots)
     values = gaussian_filter(rng.standard_normal(knots), 1.5, mode="wrap")
     return np.interp(x, grid, values / values.std())
 
 
 def _eroded_cortex(
-    depth: np.ndarray, xb: np.ndarray, q: float, image_size: int, rng: np.random.Generator
+    depth: np.ndarray,
+    xb: np.ndarray,
+    q: float,
+    image_size: int,
+    rng: np.random.Generator,
+    *,
+    edge: float | None = None,
+    profile: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cortex weight and pore weight of the mandibular lower border; each (H, W) in [0, 1].
 
     Width ~0.04-0.24 half-widths grows with q; as q falls the endosteal margin becomes
-    irregular and resorption lacunae appear, mostly near that inner margin.
+    irregular and resorption lacunae appear, mostly near that inner margin. The whole view
+    passes its half-pixel ``edge`` (crop half-widths) and its own unit-SD margin ``profile``;
+    ``image_size`` is then the crop's size in pixels (the lacunae's spacing).
     """
     width = 0.04 + 0.20 * q
-    irregular = 1.0 + 0.45 * (1.0 - q) * _smooth_profile(xb, rng)
+    irregular = 1.0 + 0.45 * (1.0 - q) * (_smooth_profile(xb, rng) if profile is None else profile)
     local_width = width * np.clip(irregular, 0.3, 2.0)
-    edge = 1.0 / image_size
+    edge = 1.0 / image_size if edge is None else edge
     cortex_w = expit((local_width - depth) / edge) * expit(depth / edge)
     pore_fraction = 0.45 * (1.0 - q) ** 2
-    lacunae = _band_noise(image_size, rng, sigma_px=max(0.5, 0.01 * image_size))
+    lacunae = _band_noise(depth.shape, rng, sigma_px=max(0.5, 0.01 * image_size))
     pores = expit((lacunae - ndtri(1.0 - pore_fraction)) / 0.3)
     near_inner = np.clip(0.3 + 0.7 * depth / local_width, 0.0, 1.0)
     return cortex_w, pores * near_inner

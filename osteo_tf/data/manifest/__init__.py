@@ -60,7 +60,14 @@ import numpy as np
 import pandas as pd
 
 from osteo_tf.data.exclusions import ManifestCheck, exclusion_table
-from osteo_tf.data.manifest.cells import _build_covariates, _build_ids, _build_labels, _build_roi, _Rows
+from osteo_tf.data.manifest.cells import (
+    _build_covariates,
+    _build_ids,
+    _build_labels,
+    _build_roi,
+    _Rows,
+    check_roi_status,
+)
 from osteo_tf.data.manifest.checks import _build_images, _check_duplicates, _check_patient_sex
 from osteo_tf.data.manifest.config import (  # noqa: F401 (re-exported)
     COVARIATES,
@@ -179,6 +186,7 @@ def _validate(rows: _Rows) -> dict[str, list[Any]]:
     roi = _build_roi(rows)
     cols["image"] = _build_images(rows, roi)
     cols.update(roi)
+    check_roi_status(rows)
     _check_duplicates(rows, cols["image"])
     if "sex" in cols:
         _check_patient_sex(rows, cols["patient_id"], cols["sex"])

@@ -16,7 +16,7 @@ from osteo_tf.data.manifest.config import (
 )
 from osteo_tf.data.manifest.problems import _show
 from osteo_tf.data.manifest.table import _Table
-from osteo_tf.vocabulary import HIP_FRACTURE_CODES, ROI_COLUMNS, ROI_POINT_COLUMNS
+from osteo_tf.vocabulary import HIP_FRACTURE_CODES, ROI_COLUMNS, ROI_POINT_COLUMNS, ROI_REVIEW
 
 __all__: list[str] = []  # internal to osteo_tf.data.manifest (and its predict reader)
 
@@ -261,6 +261,23 @@ def _roi_note(rows: _Rows, roi: Mapping[str, list[Any]], i: int) -> str:
         f" (the box is the configured roi_size {w}×{h} px {where} the point "
         f"roi_cx={roi['roi_cx'][i]}, roi_cy={roi['roi_cy'][i]}; check the point or roi_size)"
     )
+
+
+def check_roi_status(rows: _Rows) -> None:
+    """Rows whose ROI the detector flagged (``roi_status`` = review, ``osteo roi detect``) are problems."""
+    if "roi_status" not in rows.present:
+        return
+    column = rows.present["roi_status"]
+    for line, raw in zip(rows.lines, rows.cells("roi_status")):
+        if raw.strip().lower() == ROI_REVIEW:
+            rows.problems.add(
+                f"ROI awaiting review: the detector flagged this row (low confidence, or its box reached outside "
+                f"the image); look at it in the contact sheet, correct roi_x, roi_y, roi_w, roi_h if needed and "
+                f"set {column} to checked",
+                lines=(line,),
+                column=column,
+                reason="ROI to review",
+            )
 
 
 def _build_ids(rows: _Rows) -> list[Any]:

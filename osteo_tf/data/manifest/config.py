@@ -97,6 +97,7 @@ class ManifestColumns:
     roi_h: str = "roi_h"
     roi_cx: str = "roi_cx"
     roi_cy: str = "roi_cy"
+    roi_status: str = "roi_status"
 
     def __post_init__(self) -> None:
         for f in fields(self):

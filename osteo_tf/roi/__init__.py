@@ -1,0 +1,1 @@
+"""Automatic ROI: landmark detector runs, detection, evaluation, review."""
