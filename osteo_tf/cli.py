@@ -271,7 +271,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     _quiet_tensorflow()
     from osteo_tf.serving.archive import export_lines, export_run
 
-    export = export_run(args.run, root=args.root, name=args.name, version=args.version, force=args.force)
+    export = export_run(
+        args.run, root=args.root, name=args.name, version=args.version, force=args.force, roi_run=args.roi_run
+    )
     _print(export_lines(args.run, export))
 
 
@@ -772,6 +774,11 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--version", type=int, help="version number (default: one more than the highest existing)")
     export.add_argument("--root", default=DEFAULT_EXPORT_ROOT, help=f"export root (default {DEFAULT_EXPORT_ROOT}/)")
     export.add_argument("--force", action="store_true", help="replace an existing version")
+    export.add_argument(
+        "--roi-run",
+        help="ROI detector run (osteo roi train): a two-stage model that takes the whole radiograph and the side, "
+        "and returns the ROI box used",
+    )
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import write_json
 from osteo_tf.runs.run_dir import RunDir
-from osteo_tf.serving.model_card import build_model_card
+from osteo_tf.serving.model_card import build_model_card, with_roi_stage
 from osteo_tf.serving.spec import ServingSpec
 from osteo_tf.vocabulary import DEFAULT_EXPORT_ROOT, DEFAULT_MODEL_NAME
 
@@ -62,6 +62,7 @@ def export_run(
     *,
     version: int | None = None,
     force: bool = False,
+    roi_run: str | Path | None = None,
 ) -> Export:
     """Exports the run's ``model.keras`` with its preprocessing as ``root/name/version``.
 
@@ -75,6 +76,9 @@ def export_run(
         name: the model name, the folder under ``root``.
         version: a positive integer; None → one more than the highest existing version (1 if none).
         force: replace an existing version (refused otherwise).
+        roi_run: a finished ROI detector run (``osteo roi train``): the export is two-stage
+            (:mod:`osteo_tf.serving.two_stage`): ``serving_default`` takes the whole radiograph
+            and the ``side``, and also returns the ROI box used and its confidence.
 
     Returns:
         Where the export went and its model card.
@@ -111,16 +115,28 @@ def export_run(
         raise OsteoInputError(f"{target} already exists; choose another version=, or pass force=True to replace it")
 
     spec = ServingSpec.from_run(run_dir.path)
+    roi = _roi_stage(roi_run, spec) if roi_run is not None else None
     model = run_dir.load_model()  # keras safe_mode=True; a refused file is an OsteoInputError
-    graph = ServingGraph(model, spec)
+    if roi is None:
+        graph = ServingGraph(model, spec)
+    else:
+        from osteo_tf.runs.roi_predict import load_detector
+        from osteo_tf.serving.two_stage import RoiServingGraph
+
+        detector, settings = load_detector(roi_run)
+        graph = RoiServingGraph(model, spec, detector, settings)
     archive = keras.export.ExportArchive()
     archive.track(model)
+    if roi is not None:
+        archive.track(graph.detector)
     for table in graph.tables.values():
         archive.track(table)
     archive.add_endpoint("serving_default", graph.serve, input_signature=[graph.raw_signature()])
     archive.add_endpoint("serving_tensors", graph.serve_tensors, input_signature=[graph.tensor_signature()])
 
     card = build_model_card(run_dir.path, spec, name, version)
+    if roi is not None:
+        card = with_roi_stage(card, roi)
     base.mkdir(parents=True, exist_ok=True)
     temporary = base / f".{version}.tmp-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
@@ -131,6 +147,20 @@ def export_run(
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return Export(path=target, name=name, version=version, card=card)
+
+
+def _roi_stage(roi_run: str | Path, spec: ServingSpec) -> dict:
+    """The ROI run's description for the model card; refuses a run that cannot feed this classifier."""
+    from osteo_tf.runs.roi_run import RoiRun
+
+    roi = RoiRun(roi_run)
+    settings = roi.settings()  # refuses an unfinished run by name
+    if not spec.uses_images:
+        raise OsteoInputError(
+            f"roi_run: the run's model ({spec.mode}) reads no image; a two-stage export needs an image model",
+            parameter="roi_run",
+        )
+    return {"run": str(roi.path.resolve()), **settings.to_dict()}
 
 
 def _move_into_place(temporary: Path, target: Path) -> None:

@@ -27,7 +27,7 @@ from osteo_tf.runs.run_dir import RunDir
 from osteo_tf.serving.spec import IMAGE_INPUT, RANGES, ServingSpec
 from osteo_tf.vocabulary import DEFAULT_FUSION
 
-__all__ = ["INTENDED_USE", "build_model_card", "cohort_summary", "input_descriptions"]
+__all__ = ["with_roi_stage", "INTENDED_USE", "build_model_card", "cohort_summary", "input_descriptions"]
 
 INTENDED_USE = (
     "Research use: estimates the probability of osteoporosis (DXA T-score <= -2.5) from a radiograph "
@@ -170,3 +170,26 @@ def _fusion(train: dict, mode: str) -> dict | None:
         "aux_loss_weight": train.get("aux_loss_weight", 0.0),
         "covariate_dropout": train.get("covariate_dropout", 0.0),
     }
+
+
+def with_roi_stage(card: dict, roi: dict) -> dict:
+    """The card of a two-stage export (:mod:`osteo_tf.serving.two_stage`): the ROI detector run's
+    settings under ``roi``, and the whole-image inputs and the ROI outputs in ``serving_default``."""
+    default = card["signatures"]["serving_default"]
+    inputs = {
+        **default["inputs"],
+        "image_bytes": {
+            **default["inputs"]["image_bytes"],
+            "accepts": "the whole radiograph: encoded PNG (8/16 bit) or JPEG bytes, any size; the ROI "
+            f"detector finds the {roi['kind']} ROI and the crop is classified",
+        },
+        "side": {"dtype": "string", "shape": [None], "accepts": ["left", "right"], "case_insensitive": True},
+    }
+    outputs = {
+        **default["outputs"],
+        "roi": "int64 (batch, 4): the ROI box used, (x, y, w, h) in pixels of the whole image",
+        "roi_confidence": "float32 (batch,): the detector's confidence (lowest of the side's keypoints); "
+        f"below {roi['confidence_threshold']} a person should check the box",
+    }
+    signatures = {**card["signatures"], "serving_default": {"inputs": inputs, "outputs": outputs}}
+    return {**card, "roi": roi, "signatures": signatures}

@@ -182,6 +182,8 @@ def read_requests(
         data["patient_id"] = rows.parse("patient_id", str, False)
     if IMAGE_INPUT in inputs:
         data.update(_images(rows))
+        if (card or {}).get("roi"):  # a two-stage model finds the ROI itself: it gets the whole image
+            data["roi"] = [None] * len(table.lines)
     _check_against_card(rows, values, inputs, card or {})
     _raise_if_any(rows.problems)
     for name, dtype in inputs.items():
