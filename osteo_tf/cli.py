@@ -386,6 +386,18 @@ def cmd_roi_train(args: argparse.Namespace) -> None:
     print(f"ROI run written to {args.out}; crop whole images with: osteo roi detect --run {args.out} --manifest …")
 
 
+def cmd_roi_compare(args: argparse.Namespace) -> None:
+    """``osteo roi compare``: one experiment on hand and on detected crops of the same subjects.
+
+    Args:
+        args: the parsed command line.
+    """
+    _quiet_tensorflow(args.verbose)
+    from osteo_tf.experiments.roi_compare import compare_crops, comparison_lines
+
+    _print(comparison_lines(compare_crops(args.config, args.hand, args.detected, args.out, verbose=args.verbose)))
+
+
 def _input_size(text: str) -> tuple[int, int]:
     """``"256x128"`` (width × height) → (128, 256) as (H, W); a user mistake is refused by name."""
     parts = text.lower().split("x")
@@ -908,6 +920,12 @@ def _add_roi(commands: argparse._SubParsersAction) -> None:
     detect.add_argument("--out", required=True, help="CSV to write: the manifest with roi_* columns")
     detect.add_argument("--threshold", type=float, help="confidence below which a row is flagged (default: the run's)")
     detect.add_argument("--sheets", help="folder of the contact sheets (default OUT_sheets/ beside OUT)")
+    compare = _command(roi, "compare", cmd_roi_compare, "an experiment on hand vs detected crops, fit by fit")
+    compare.add_argument("config", help="experiment config YAML or packaged name (e.g. roi_hip)")
+    compare.add_argument("--hand", required=True, help="manifest with the hand (reference) ROI columns")
+    compare.add_argument("--detected", required=True, help="osteo roi detect's output for the same rows")
+    compare.add_argument("--out", required=True, help="folder for both experiments and comparison.json")
+    compare.add_argument("--verbose", type=int, default=0, choices=VERBOSITY, help=VERBOSE_HELP + ", per fit")
     evaluate = _command(roi, "evaluate", cmd_roi_evaluate, "landmark error and box IoU on annotated whole images")
     evaluate.add_argument("--run", required=True, help="ROI run folder")
     evaluate.add_argument("--manifest", help="annotated CSV not used in training (default: the run's validation split)")
