@@ -41,11 +41,11 @@ def _budget_rows(kind: str, pool: Path, out: Path, budgets: list[int]) -> list[d
     from osteo_tf.training.roi import train_roi
 
     table = pd.read_csv(pool)
-    test = out / "test.csv"
+    test = pool.parent / "test.csv"  # beside the images: manifest paths are relative to the CSV
     table.iloc[200:300].to_csv(test, index=False)
     rows = []
     for budget in budgets:
-        annotated = out / f"annotated_{budget}.csv"
+        annotated = pool.parent / f"annotated_{budget}.csv"
         table.iloc[:budget].to_csv(annotated, index=False)
         n_train = budget - max(1, round(0.2 * budget))
         epochs = int(np.clip(round(4800 / n_train), 60, 240))

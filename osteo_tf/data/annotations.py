@@ -186,7 +186,8 @@ def read_annotations(
     names = [c for pair in keypoint_columns(kind) for c in pair] if target == "landmarks" else None
     for i, k in outside[:_LIST]:
         line = int(images.table.index[i]) + 2
-        what = f"column '{names[2 * k]}'" if names else f"box {SIDES[k // 2]}"
+        x_out = not 0 <= pixels[i, k, 0] <= sizes[i, 0, 0]
+        what = f"column '{names[2 * k + (0 if x_out else 1)]}'" if names else f"box {SIDES[k // 2]}"
         problems.append(
             f"line {line}, {what}: point ({pixels[i, k, 0]:.1f}, {pixels[i, k, 1]:.1f}) lies outside the "
             f"{images.sizes[i, 0]}×{images.sizes[i, 1]} px image"

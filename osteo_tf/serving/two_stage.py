@@ -72,7 +72,6 @@ class RoiServingGraph(ServingGraph):
         with tf.control_dependencies([checked]):
             whole = tf.data.Dataset.from_tensor_slices(encoded).map(
                 lambda data: (detector_input(decode_gray(data), input_hw), _width_height(decode_gray(data))),
-                deterministic=True,
             )
             detector_images, sizes = whole.batch(count).get_single_element()
         out = self.detector(detector_images, training=False)
@@ -83,7 +82,7 @@ class RoiServingGraph(ServingGraph):
             pixels = tf.slice(decode_gray(data), tf.stack([box[1], box[0]]), tf.stack([box[3], box[2]]))
             return preprocess_gray(pixels, size, intensity)
 
-        cropped = tf.data.Dataset.from_tensor_slices((encoded, roi)).map(crop, deterministic=True)
+        cropped = tf.data.Dataset.from_tensor_slices((encoded, roi)).map(crop)
         images = cropped.batch(count).get_single_element()
         return roi, confidence, normalize_images(images, get_backbone_spec(self.spec.backbone))
 
