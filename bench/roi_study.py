@@ -36,7 +36,7 @@ from common import emit, machine  # noqa: E402
 from osteo_tf.data.whole import make_whole_cohort  # noqa: E402
 
 
-def _budget_rows(kind: str, pool: Path, out: Path, budgets: list[int]) -> list[dict]:
+def _budget_rows(kind: str, pool: Path, out: Path, budgets: list[int], max_epochs: int = 240) -> list[dict]:
     from osteo_tf.roi.evaluate import evaluate_roi
     from osteo_tf.training.roi import train_roi
 
@@ -48,7 +48,7 @@ def _budget_rows(kind: str, pool: Path, out: Path, budgets: list[int]) -> list[d
         annotated = pool.parent / f"annotated_{budget}.csv"
         table.iloc[:budget].to_csv(annotated, index=False)
         n_train = budget - max(1, round(0.2 * budget))
-        epochs = int(np.clip(round(4800 / n_train), 60, 240))
+        epochs = min(max_epochs, int(np.clip(round(4800 / n_train), 60, 240)))
         run = out / f"roi_{budget}"
         start = time.perf_counter()
         if not (run / "detector.keras").is_file():
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument("--compare-budget", type=int, default=100)
     parser.add_argument("--no-compare", action="store_true", help="only the budget curve")
+    parser.add_argument("--max-epochs", type=int, default=240, help="cap on the detector's epochs (smoke runs)")
     args = parser.parse_args(argv)
     width = args.width or {"hip": 192, "dental": 384}[args.kind]
     out = Path(args.out)
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = out / "pool" / "manifest.csv"
     if not pool.is_file():
         make_whole_cohort(args.kind, 300, out / "pool", seed=1, image_size=width)
-    rows = _budget_rows(args.kind, pool, out, args.budgets)
+    rows = _budget_rows(args.kind, pool, out, args.budgets, args.max_epochs)
     compared = None if args.no_compare else _comparison(args.kind, out, width, args.compare_budget)
     text = _markdown(rows, compared)
     (out / "summary.md").write_text(text + "\n")

@@ -16,6 +16,7 @@ from osteo_tf.data.landmark_pipeline import landmark_dataset
 from osteo_tf.data.landmarks import clip_box, roi_from_keypoints, side_keypoints
 from osteo_tf.models.landmarks import HeatmapDecoder, heatmap_loss, inference_model
 from osteo_tf.runs.roi_run import RoiRun, RoiSettings
+from osteo_tf.runs.run_dir import load_keras_model
 
 __all__ = ["Detections", "detect_boxes", "load_detector", "predict_keypoints", "reference_boxes"]
 
@@ -43,8 +44,8 @@ def load_detector(run: str | Path | RoiRun) -> tuple[keras.Model, RoiSettings]:
     """The finished run's detector with its decoder on top, and the run's settings."""
     run = run if isinstance(run, RoiRun) else RoiRun(run)
     settings = run.settings()
-    network = keras.saving.load_model(
-        run.model, custom_objects={"heatmap_loss": heatmap_loss, "HeatmapDecoder": HeatmapDecoder}, compile=False
+    network = load_keras_model(
+        Path(run.model), custom_objects={"heatmap_loss": heatmap_loss, "HeatmapDecoder": HeatmapDecoder}
     )
     return inference_model(network), settings
 

@@ -73,29 +73,10 @@ class RunDir:
         return read_json(self.config)
 
     def load_model(self, path: str | Path | None = None):
-        """The run's ``model.keras`` (or ``path``), loaded for inference with Keras ``safe_mode=True``.
-
-        Safe mode refuses to deserialise code (``Lambda`` layers, pickled Python), so a
-        model file from an untrusted run folder cannot run anything on load; nothing in a
-        run folder is ever unpickled. A refused or damaged file is an OsteoInputError.
-        """
-        import keras
-
+        """The run's ``model.keras`` (or ``path``), loaded with :func:`load_keras_model` (safe mode)."""
         import osteo_tf.models.layers  # noqa: F401  (registers the project's layers for deserialisation)
 
-        path = Path(path) if path is not None else self.model
-        if not path.is_file():
-            raise OsteoInputError(f"model file {path} does not exist")
-        try:
-            # compile=False: every caller predicts; it also skips rebuilding the optimiser
-            # (a mixed_float16 run's LossScaleOptimizer would not match a plain SGD's slots).
-            return keras.models.load_model(path, safe_mode=True, compile=False)
-        except Exception as error:  # Keras raises ValueError / TypeError / OSError / zip errors
-            raise OsteoInputError(
-                f"refusing to load {path}: it cannot be loaded in Keras safe mode ({type(error).__name__}: "
-                f"{str(error)[:300]}). Model files holding code (e.g. Lambda layers) are not loaded, and a "
-                "damaged file is not a finished run: retrain it with osteo train"
-            ) from None
+        return load_keras_model(Path(path) if path is not None else self.model)
 
     def require_complete(self) -> "RunDir":
         """Raises a clear error unless the run finished (its COMPLETE marker exists)."""
@@ -107,3 +88,33 @@ class RunDir:
                 "is still running; rerun the same `osteo train` command to resume it"
             )
         return self
+
+
+def load_keras_model(path: Path, custom_objects: dict | None = None):
+    """A ``.keras`` file loaded for inference with Keras ``safe_mode=True``.
+
+    Safe mode refuses to deserialise code (``Lambda`` layers, pickled Python), so a
+    model file from an untrusted run folder cannot run anything on load; nothing in a
+    run folder is ever unpickled. A missing, refused or damaged file is an OsteoInputError.
+
+    Args:
+        path: the ``.keras`` file.
+        custom_objects: the project's own classes the file names, beyond the registered ones.
+
+    Returns:
+        The uncompiled ``keras.Model``.
+    """
+    import keras
+
+    if not path.is_file():
+        raise OsteoInputError(f"model file {path} does not exist")
+    try:
+        # compile=False: every caller predicts; it also skips rebuilding the optimiser
+        # (a mixed_float16 run's LossScaleOptimizer would not match a plain SGD's slots).
+        return keras.models.load_model(path, safe_mode=True, compile=False, custom_objects=custom_objects)
+    except Exception as error:  # Keras raises ValueError / TypeError / OSError / zip errors
+        raise OsteoInputError(
+            f"refusing to load {path}: it cannot be loaded in Keras safe mode ({type(error).__name__}: "
+            f"{str(error)[:300]}). Model files holding code (e.g. Lambda layers) are not loaded, and a "
+            "damaged file is not a finished run: retrain it"
+        ) from None

@@ -30,7 +30,8 @@ def config_with(**changes):
 
 
 def test_packaged_configs_have_no_repository_copies_and_plan_the_papers_grids():
-    assert packaged_configs() == ["demo", "demo_missing", "dental_2022", "fusion_balanced", "hip_2020"]
+    packaged = ["demo", "demo_missing", "dental_2022", "fusion_balanced", "hip_2020", "roi_dental", "roi_hip"]
+    assert packaged_configs() == packaged
     assert sorted(REPO_EXAMPLES.glob("*.yaml")) == []  # one copy of each config: the packaged one
     hip, dental = load_experiment("hip_2020"), load_experiment("dental_2022")
     assert hip.split.kind == "random" and hip.split.ratios == (8, 1, 1)
@@ -104,7 +105,8 @@ def test_missing_file_bad_yaml_and_unknown_name(tmp_path):
     with pytest.raises(OsteoInputError, match="bad.yaml is not valid YAML"):
         load_experiment(tmp_path / "bad.yaml")
     with pytest.raises(
-        OsteoInputError, match="packaged configs: demo, demo_missing, dental_2022, fusion_balanced, hip_2020"
+        OsteoInputError,
+        match="packaged configs: demo, demo_missing, dental_2022, fusion_balanced, hip_2020, roi_dental, roi_hip",
     ):
         load_experiment("hip2020")
 
