@@ -93,13 +93,9 @@ def _markdown(rows: list[dict], compared: dict | None) -> str:
             f"{100 * r['share_flagged']:.0f} % |"
         )
     if compared:
-        for r in compared["results"]:
-            d = r["difference"]
-            lines.append(
-                f"\n{r['backbone']} {r['mode']}, {compared['subjects']} subjects: hand AUC {r['auc_hand_mean']:.3f} "
-                f"(SD {r['auc_hand_sd']:.3f}), detected {r['auc_detected_mean']:.3f} (SD {r['auc_detected_sd']:.3f}), "
-                f"difference {d['mean']:+.3f} (95 % CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}, {d['fits']} fits)"
-            )
+        from osteo_tf.experiments.roi_compare import comparison_lines
+
+        lines += ["", *comparison_lines(compared)]
     return "\n".join(lines)
 
 

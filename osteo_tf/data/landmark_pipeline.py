@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from osteo_tf.data.images import read_image
 from osteo_tf.data.landmarks import SIDES
-from osteo_tf.data.pipeline import epoch_stream, normalize_intensity
+from osteo_tf.data.pipeline import epoch_stream, normalize_intensity, warp
 
 __all__ = ["augment_keypoints", "detector_input", "heatmap_targets", "landmark_dataset", "swap_sides"]
 
@@ -79,14 +79,7 @@ def augment_keypoints(image: tf.Tensor, keypoints: tf.Tensor, seed: tf.Tensor) -
     ia, ib, ic, id_ = cos / det, sin / det, -sin / det, cos / det
     ox, oy = cx + tx - 0.5, cy + ty - 0.5  # pixel centres: index i sits at i + 0.5
     transform = tf.stack([ia, ib, cx - 0.5 - ia * ox - ib * oy, ic, id_, cy - 0.5 - ic * ox - id_ * oy, 0.0, 0.0])
-    warped = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None],
-        transforms=transform[None],
-        output_shape=tf.shape(image)[:2],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )[0]
+    warped = warp(image, transform)
     normalised = moved / tf.stack([width, height])
     flip = uniform(4, 0.0, 1.0) < 0.5
     order = swap_sides(int(keypoints.shape[0]))

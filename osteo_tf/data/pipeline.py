@@ -301,15 +301,28 @@ def rotate(image: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
     cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
     # Projective transform maps output (x, y) to input coordinates (inverse rotation).
     transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
-    rotated = tf.raw_ops.ImageProjectiveTransformV3(
+    return warp(image, transform)
+
+
+def warp(image: tf.Tensor, transform: tf.Tensor) -> tf.Tensor:
+    """A (h, w, c) image resampled bilinearly through ``transform``, outside pixels 0.
+
+    Args:
+        image: (h, w, c) float tensor.
+        transform: (8,) projective transform mapping output (x, y) to input coordinates,
+            as ``ImageProjectiveTransformV3`` takes it (a core op: no tensorflow-addons).
+
+    Returns:
+        The (h, w, c) warped image.
+    """
+    return tf.raw_ops.ImageProjectiveTransformV3(
         images=image[None],
         transforms=transform[None],
         output_shape=tf.shape(image)[:2],
         fill_value=0.0,
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
-    )
-    return rotated[0]
+    )[0]
 
 
 def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -590,10 +590,25 @@ def _write_text(path: Path, text: str) -> None:
 
 def _manifest(kind: str, subjects: pd.DataFrame, ids: list[str]) -> str:
     """Manifest CSV text, columns in the documented order, fixed float formatting."""
+    return subject_table(kind, subjects, ids, masks=True).to_csv(index=False, lineterminator="\n")
+
+
+def subject_table(kind: str, subjects: pd.DataFrame, ids: list[str], *, masks: bool) -> pd.DataFrame:
+    """The phantom manifest's columns up to ``label`` (image, [mask,] patient, covariates, T-score), as text.
+
+    Args:
+        kind: ``"hip"`` or ``"dental"`` (hip adds ``hip_fracture_history``).
+        subjects: one row per subject, as :func:`draw_subjects` draws them.
+        ids: the image stems, one per subject.
+        masks: whether the images have masks (crop phantoms) or not (whole views).
+
+    Returns:
+        A DataFrame of strings and integers in the documented column order.
+    """
     out = pd.DataFrame(
         {
             "image": [f"images/{i}.png" for i in ids],
-            "mask": [f"masks/{i}.png" for i in ids],
+            **({"mask": [f"masks/{i}.png" for i in ids]} if masks else {}),
             "patient_id": subjects["patient_id"].to_numpy(),
             "age": [f"{v:.1f}" for v in subjects["age"]],
             "sex": subjects["sex"].to_numpy(),
@@ -604,7 +619,7 @@ def _manifest(kind: str, subjects: pd.DataFrame, ids: list[str]) -> str:
         out["hip_fracture_history"] = subjects["hip_fracture_history"].to_numpy()
     out["t_score"] = [f"{v:.2f}" for v in subjects["t_score"]]
     out["label"] = subjects["label"].to_numpy()
-    return out.to_csv(index=False, lineterminator="\n")
+    return out
 
 
 def information_split(kind: str, subjects: pd.DataFrame, driver: str = "bone_quality") -> dict:

@@ -305,19 +305,7 @@ def _check(kind: object, n: object, width: object, seed: object, information: ob
 def _manifest(kind: str, subjects: pd.DataFrame, ids: list[str], views: list[WholeView], sides: list[str]) -> str:
     """Manifest CSV text: the crop manifest's columns, then side, ROI, landmarks, both boxes."""
     height, width = views[0].image.shape
-    out = pd.DataFrame(
-        {
-            "image": [f"images/{i}.png" for i in ids],
-            "patient_id": subjects["patient_id"].to_numpy(),
-            "age": [f"{v:.1f}" for v in subjects["age"]],
-            "sex": subjects["sex"].to_numpy(),
-            "bmi": [f"{v:.1f}" for v in subjects["bmi"]],
-        }
-    )
-    if kind == "hip":
-        out["hip_fracture_history"] = subjects["hip_fracture_history"].to_numpy()
-    out["t_score"] = [f"{v:.2f}" for v in subjects["t_score"]]
-    out["label"] = subjects["label"].to_numpy()
+    out = crop.subject_table(kind, subjects, ids, masks=False)
     out[SIDE_COLUMN] = sides
     boxes = {
         side: [clip_box(roi_from_keypoints(kind, view.keypoints, side, width), (width, height)) for view in views]

@@ -7,7 +7,10 @@ a confidence read off each heatmap, from a few dozen annotations; a box detector
 boxes from anchors/queries, needs far more boxes per image than the two ROIs a radiograph
 holds, and its published presets are ImageNet/COCO-pretrained colour networks (not loadable
 offline here). ``bench/roi_detectors.py`` measures both on the same phantom images and
-annotation budget; the README gives the figures.
+annotation budget: on the 2-core CPU, hip, 100 annotated images, both from random
+initialisation, this model put 100 % of 100 held-out boxes at IoU ≥ 0.75 (median 0.966) after
+76 s; RetinaNet (7.4 M parameters, keras-hub's default losses and decoder) none at IoU ≥ 0.5
+after 306 s (README, "Automatic ROI").
 
 Network: input (H, W, 1) grayscale in [0, 1] (:func:`osteo_tf.data.landmark_pipeline.detector_input`);
 encoder of four stages (two 3×3 conv + BN + ReLU each, 2× max-pool between; widths
