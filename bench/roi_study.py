@@ -6,9 +6,9 @@ classifier's AUC on detected vs hand crops of the same subjects.
 1. An annotation pool of whole-view phantoms (seed 1): the first 200 images are the images a
    person would annotate, the last 100 a held-out test set never trained on.
 2. For each budget B: ``osteo roi train`` on the first B annotated images (80 % train, 20 %
-   validation, as the tool splits them), epochs so that small budgets get as many steps as
-   80 images (``clip(4800 / n_train, 60, 240)``), then ``osteo roi evaluate`` on the 100 held-out
-   images: landmark error (px, % of the width), box IoU, share IoU ≥ 0.5 / 0.75, share flagged.
+   validation, as the tool splits them) with ``osteo roi train``'s default epochs (about 600
+   steps: ``clip(4800 / n_train, 60, 240)`` at batch 8), then ``osteo roi evaluate`` on the
+   100 held-out images: landmark error (px, % of the width), box IoU, share IoU ≥ 0.5 / 0.75, share flagged.
 3. A classifier cohort of other subjects (seed 0, 400 whole views): the budget-100 detector
    crops it (``osteo roi detect``); ``osteo roi compare roi_<kind>`` runs the same 2×5-fold
    experiment on the hand (ground-truth) crops and on the detected ones. Rows the detector
@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,7 +37,7 @@ from osteo_tf.data.whole import make_whole_cohort  # noqa: E402
 
 def _budget_rows(kind: str, pool: Path, out: Path, budgets: list[int], max_epochs: int = 240) -> list[dict]:
     from osteo_tf.roi.evaluate import evaluate_roi
-    from osteo_tf.training.roi import train_roi
+    from osteo_tf.training.roi import default_epochs, train_roi
 
     table = pd.read_csv(pool)
     test = pool.parent / "test.csv"  # beside the images: manifest paths are relative to the CSV
@@ -48,7 +47,7 @@ def _budget_rows(kind: str, pool: Path, out: Path, budgets: list[int], max_epoch
         annotated = pool.parent / f"annotated_{budget}.csv"
         table.iloc[:budget].to_csv(annotated, index=False)
         n_train = budget - max(1, round(0.2 * budget))
-        epochs = min(max_epochs, int(np.clip(round(4800 / n_train), 60, 240)))
+        epochs = min(max_epochs, default_epochs(n_train, batch_size=8))  # osteo roi train's default
         run = out / f"roi_{budget}"
         start = time.perf_counter()
         if not (run / "detector.keras").is_file():

@@ -903,7 +903,9 @@ def _add_roi(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--coco", help="COCO keypoint or bounding-box JSON (CVAT, Label Studio) with the annotations")
     train.add_argument("--target", choices=TARGETS, help="landmarks or box (default: what the annotations hold)")
     train.add_argument("--input-size", help="detector input WIDTHxHEIGHT (default hip 128x128, dental 256x128)")
-    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument(
+        "--epochs", type=int, help="passes over the images (default: about 600 steps, within 60 to 240 epochs)"
+    )
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--seed", type=int, default=0)

@@ -12,7 +12,7 @@ import pytest
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.runs.roi_run import RoiRun
 from osteo_tf.training import callbacks
-from osteo_tf.training.roi import train_roi
+from osteo_tf.training.roi import default_epochs, train_roi
 
 TINY = dict(input_size=(64, 64), batch_size=8, learning_rate=5e-3, log=lambda line: None)
 
@@ -59,6 +59,12 @@ def test_a_resumed_fit_ends_with_the_weights_of_one_never_interrupted(whole_hip,
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     history = pd.read_csv(RoiRun(tmp_path / "resumed").history)
     assert list(history["epoch"]) == [0, 1, 2]
+
+
+def test_default_epochs_give_small_annotation_sets_as_many_steps_as_large_ones():
+    # 600 steps at batch 8: 20 images x 240 epochs, 32 x 150; bounded to 60..240 epochs
+    assert [default_epochs(n, 8) for n in (5, 20, 32, 80, 160, 1000)] == [240, 240, 150, 60, 60, 60]
+    assert default_epochs(32, 16) == 240
 
 
 def test_a_finished_run_is_not_replaced_without_force(roi_run, whole_hip):
