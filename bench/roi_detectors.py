@@ -57,15 +57,14 @@ def _pool(kind: str, out: Path, budget: int, width: int, test: int) -> tuple[Pat
 def heatmap(kind: str, annotated: Path, held_out: Path, out: Path, epochs: int = 60) -> dict:
     """Train and score the project's detector; its figures and training wall time."""
     from osteo_tf.roi.evaluate import evaluate_roi
+    from osteo_tf.runs.roi_predict import load_detector
     from osteo_tf.training.roi import train_roi
 
     start = time.perf_counter()
     train_roi(annotated, kind, out, epochs=epochs, seed=0, force=True, log=lambda line: None)
     seconds = time.perf_counter() - start
     metrics = evaluate_roi(out, held_out, out=out / "heldout")
-    import keras
-
-    params = keras.saving.load_model(out / "detector.keras", compile=False).count_params()
+    params = load_detector(out)[0].count_params()  # the decoder on top holds no weights
     return {"model": "heatmap U-Net (osteo roi)", "train_seconds": round(seconds, 1), "params": params, **metrics}
 
 

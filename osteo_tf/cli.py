@@ -26,7 +26,7 @@ from osteo_tf.data.landmarks import TARGETS
 from osteo_tf.demo_settings import DEMO_OUT, DemoSettings
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.runs.config import PRECISIONS, TrainConfig, TrainOptionError
-from osteo_tf.runs.roi_run import DEFAULT_CONFIDENCE
+from osteo_tf.runs.roi_run import DEFAULT_CONFIDENCE, DEFAULT_STEPS, EPOCH_RANGE
 from osteo_tf.vocabulary import (
     CACHE_CHOICES,
     CAM_METHODS,
@@ -904,7 +904,10 @@ def _add_roi(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--target", choices=TARGETS, help="landmarks or box (default: what the annotations hold)")
     train.add_argument("--input-size", help="detector input WIDTHxHEIGHT (default hip 128x128, dental 256x128)")
     train.add_argument(
-        "--epochs", type=int, help="passes over the images (default: about 600 steps, within 60 to 240 epochs)"
+        "--epochs",
+        type=int,
+        help=f"passes over the images (default: about {DEFAULT_STEPS} steps, within {EPOCH_RANGE[0]} to "
+        f"{EPOCH_RANGE[1]} epochs)",
     )
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--learning-rate", type=float, default=2e-3)

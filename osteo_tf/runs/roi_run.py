@@ -20,11 +20,13 @@ from osteo_tf.data.landmarks import DENTAL_BOX_FRACTION, keypoint_names
 from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import read_json
 
-__all__ = ["DEFAULT_CONFIDENCE", "RoiRun", "RoiSettings"]
+__all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_STEPS", "EPOCH_RANGE", "RoiRun", "RoiSettings"]
 
 #: Rows whose detection confidence (the lowest of the side's keypoints) is below this are
 #: flagged for review. Chosen on the phantoms: README "Automatic ROI".
 DEFAULT_CONFIDENCE = 0.5
+DEFAULT_STEPS = 600  # optimiser steps osteo roi train's default epoch count aims at, whatever the images
+EPOCH_RANGE = (60, 240)  # the default epoch count's bounds
 
 
 @dataclass(frozen=True)

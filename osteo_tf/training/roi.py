@@ -31,18 +31,16 @@ from osteo_tf.errors import OsteoInputError
 from osteo_tf.io import atomic_path, read_json, write_csv, write_json
 from osteo_tf.models.landmarks import build_landmark_detector, heatmap_loss
 from osteo_tf.runs.roi_predict import detect_boxes, predict_keypoints, reference_boxes
-from osteo_tf.runs.roi_run import RoiRun, RoiSettings
+from osteo_tf.runs.roi_run import DEFAULT_STEPS, EPOCH_RANGE, RoiRun, RoiSettings
 from osteo_tf.training.callbacks import AtomicHistory, EpochBackup, EpochClock
 from osteo_tf.training.train import set_determinism, versions
 from osteo_tf.vocabulary import PHANTOM_KINDS
 
-__all__ = ["DEFAULT_INPUT", "DEFAULT_STEPS", "default_epochs", "train_roi"]
+__all__ = ["DEFAULT_INPUT", "default_epochs", "train_roi"]
 
 #: The detector's default input (H, W) per kind: the whole view downsampled (hip square,
 #: panoramic 2:1).
 DEFAULT_INPUT = {"hip": (128, 128), "dental": (128, 256)}
-DEFAULT_STEPS = 600  # optimiser steps the default epoch count aims at, whatever the number of images
-EPOCH_RANGE = (60, 240)  # the default's bounds
 
 
 def _check_options(kind: str, target: str | None, input_hw: tuple[int, int], settings: dict) -> None:
@@ -188,7 +186,7 @@ def train_roi(
 
 
 def default_epochs(n_train: int, batch_size: int) -> int:
-    """Epochs giving about :data:`DEFAULT_STEPS` optimiser steps, within :data:`EPOCH_RANGE`.
+    """Epochs giving about ``DEFAULT_STEPS`` optimiser steps, within ``EPOCH_RANGE`` (:mod:`osteo_tf.runs.roi_run`).
 
     On the phantoms (``bench/roi_study.py``) 600 steps at batch 8 trained the detector to the
     same accuracy from 20 training images (240 epochs) as from 160 (60 epochs); a fixed
